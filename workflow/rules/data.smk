@@ -1,0 +1,107 @@
+# Stages 1-5: model, facts, control set, paraphrases, corpus and layer statistics.
+
+
+rule prepare_model:
+    output:
+        directory("data/models/{model}/base"),
+    params:
+        source=model_source,
+    log:
+        "logs/prepare_model/{model}.log",
+    shell:
+        "{PY} -m edit_retention prepare-model --source {params.source:q} --out {output} 2> {log}"
+
+
+rule prepare_facts:
+    input:
+        fact_source_files,
+    output:
+        "data/facts/{facts}/records.jsonl",
+    params:
+        source=fact_source,
+    log:
+        "logs/prepare_facts/{facts}.log",
+    shell:
+        "{PY} -m edit_retention prepare-facts --source {params.source:q} --out {output} 2> {log}"
+
+
+rule generate_paraphrases:
+    input:
+        "data/facts/{facts}/records.jsonl",
+    output:
+        "data/facts/{facts}/paraphrases.jsonl",
+    params:
+        n_eval=config["paraphrase"]["n_eval"],
+        seed=config["paraphrase"]["seed"],
+    log:
+        "logs/paraphrases/{facts}.log",
+    shell:
+        "{PY} -m edit_retention paraphrases --records {input} --n-eval {params.n_eval}"
+        " --seed {params.seed} --out {output} 2> {log}"
+
+
+rule build_corpus:
+    input:
+        records="data/facts/{facts}/records.jsonl",
+        files=corpus_source_files,
+    output:
+        train="data/corpus/{corpus}/{facts}/train.jsonl",
+        eval="data/corpus/{corpus}/{facts}/eval.jsonl",
+        meta="data/corpus/{corpus}/{facts}/meta.json",
+    params:
+        source=corpus_source,
+        n_train=corpus_n_train,
+        n_eval=corpus_n_eval,
+        seed=corpus_seed,
+    log:
+        "logs/corpus/{corpus}/{facts}.log",
+    shell:
+        "{PY} -m edit_retention corpus --source {params.source:q} --records {input.records}"
+        " --n-train {params.n_train} --n-eval {params.n_eval} --seed {params.seed}"
+        " --out-train {output.train} --out-eval {output.eval} --out-meta {output.meta} 2> {log}"
+
+
+rule select_intrinsic:
+    input:
+        model="data/models/{model}/base",
+        records="data/facts/{facts}/records.jsonl",
+    output:
+        edit="data/select/{model}/{facts}/edit.jsonl",
+        control="data/select/{model}/{facts}/control.jsonl",
+        scores="data/select/{model}/{facts}/base_known.jsonl",
+    params:
+        n_edit=config["select"]["n_edit"],
+        n_control=config["select"]["n_control"],
+        seed=config["select"]["seed"],
+        batch_size=config["select"]["batch_size"],
+        known=known_flag,
+        device=config["device"],
+    threads: 2
+    log:
+        "logs/select/{model}/{facts}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m edit_retention select --model {input.model}"
+        " --device {params.device} --records {input.records} --n-edit {params.n_edit}"
+        " --n-control {params.n_control} --seed {params.seed} --batch-size {params.batch_size} {params.known}"
+        " --out-edit {output.edit} --out-control {output.control} --out-scores {output.scores} 2> {log}"
+
+
+rule layer_stats:
+    input:
+        model="data/models/{model}/base",
+        corpus="data/corpus/{corpus}/{facts}/train.jsonl",
+    output:
+        "data/stats/{model}/{corpus}/{facts}/layer{layer}.safetensors",
+    params:
+        n_samples=config["stats"]["n_samples"],
+        max_len=config["stats"]["max_len"],
+        batch_size=config["stats"]["batch_size"],
+        device=config["device"],
+    threads: 2
+    log:
+        "logs/stats/{model}/{corpus}/{facts}/layer{layer}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m edit_retention stats --model {input.model}"
+        " --device {params.device} --corpus {input.corpus} --layer {wildcards.layer}"
+        " --n-samples {params.n_samples} --max-len {params.max_len}"
+        " --batch-size {params.batch_size} --out {output} 2> {log}"

@@ -1,0 +1,62 @@
+# Stage 8: raw per-prompt scores at each phase (base, edited, fine-tuned).
+
+
+rule evaluate_base:
+    input:
+        model="data/models/{model}/base",
+        edited="data/select/{model}/{facts}/edit.jsonl",
+        control="data/select/{model}/{facts}/control.jsonl",
+        paraphrases="data/facts/{facts}/paraphrases.jsonl",
+    output:
+        "data/scores/{model}/{facts}/base.jsonl",
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["device"],
+    threads: 2
+    log:
+        "logs/evaluate/{model}/{facts}/base.log",
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
+        " --device {params.device} --edited {input.edited} --control {input.control}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
+
+
+rule evaluate_edited:
+    input:
+        model="data/models/{model}/base",
+        edit="data/edits/{model}/{facts}/{editor}/k{k}",
+        edited="data/select/{model}/{facts}/edit.jsonl",
+        control="data/select/{model}/{facts}/control.jsonl",
+        paraphrases="data/facts/{facts}/paraphrases.jsonl",
+    output:
+        "data/scores/{model}/{facts}/edited/{editor}/k{k}.jsonl",
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["device"],
+    threads: 2
+    log:
+        "logs/evaluate/{model}/{facts}/edited/{editor}/k{k}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
+        " --device {params.device} --edit {input.edit} --edited {input.edited} --control {input.control}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
+
+
+rule evaluate_finetuned:
+    input:
+        model="data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/model",
+        edited="data/select/{model}/{facts}/edit.jsonl",
+        control="data/select/{model}/{facts}/control.jsonl",
+        paraphrases="data/facts/{facts}/paraphrases.jsonl",
+    output:
+        "data/scores/{model}/{facts}/finetuned/{editor}/{remedy}/{task}/s{seed}.jsonl",
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["device"],
+    threads: 2
+    log:
+        "logs/evaluate/{model}/{facts}/finetuned/{editor}/{remedy}/{task}/s{seed}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
+        " --device {params.device} --edited {input.edited} --control {input.control}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"

@@ -1,0 +1,25 @@
+# Stage 7: fine-tuning the edited model on a downstream task. The full fine-tuned weights
+# are temporary: they are deleted once evaluated, only the task metrics are kept.
+
+
+rule finetune:
+    input:
+        model="data/models/{model}/base",
+        edit=finetune_edit,
+        train=f"data/corpus/{CORPUS}/{{facts}}/train.jsonl",
+        eval=f"data/corpus/{CORPUS}/{{facts}}/eval.jsonl",
+    output:
+        model=temp(directory("data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/model")),
+        metrics="data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/metrics.json",
+    params:
+        task=task_params,
+        freeze=finetune_freeze,
+        device=config["device"],
+    threads: 2
+    log:
+        "logs/finetune/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m edit_retention finetune --model {input.model}"
+        " --device {params.device} --edit {input.edit} --train {input.train} --eval {input.eval}"
+        " --params {params.task:q} --freeze {params.freeze} --seed {wildcards.seed}"
+        " --out-model {output.model} --out-metrics {output.metrics} 2> {log}"
