@@ -126,7 +126,8 @@ def cmd_edit(a):
     from .stats import load_stats
     hp = make_hparams(a.editor, a.hparams)
     model, tok, _ = _load(a, with_edit=False)
-    check_layers(model, getattr(hp, "layers", []), where=f"editors.{a.editor}.layers")
+    layers = list(hp.layers) if hasattr(hp, "layers") else [hp.layer]
+    check_layers(model, layers, where=f"editors.{a.editor} layers")
     stats = None
     if a.stats:
         stats = {}
@@ -174,7 +175,16 @@ def _cell(s: str) -> dict:
 
 def cmd_summarize(a):
     from .summarize import summarize, write_summary
-    write_summary(summarize([_cell(c) for c in a.cell]), a.out_csv, a.out_metrics)
+    df = summarize([_cell(c) for c in a.cell])
+    write_summary(df, a.out_csv, a.out_metrics)
+    # A small table for `dvc plots`: retention per cell and kind of knowledge.
+    ret = df[(df.metric == "retention_rewrite") & df.knowledge.isin(["edited", "intrinsic"])]
+    rows = ret.assign(cell=ret.editor + "/" + ret.remedy + "/" + ret.task + "/s" + ret.seed.astype(str)
+                      + "/" + ret.knowledge)[["cell", "value", "n"]].rename(columns={"value": "retention"})
+    from .io import atomic_path
+    from pathlib import Path
+    with atomic_path(Path(a.out_csv).with_name("retention.csv"), suffix=".csv") as tmp:
+        rows.to_csv(tmp, index=False)
 
 
 def cmd_figures(a):

@@ -74,6 +74,14 @@ def editor_hparams(wildcards):
     return as_json(config["editors"][wildcards.editor])
 
 
+def editor_layers(editor):
+    """Layers an editor changes, from its validated hyperparameters (``layer`` or ``layers``)."""
+    from edit_retention.editors import make_hparams
+
+    hp = make_hparams(editor, config["editors"][editor])
+    return list(hp.layers) if hasattr(hp, "layers") else [hp.layer]
+
+
 def editor_uses_stats(editor):
     from edit_retention.editors import get_editor
 
@@ -84,7 +92,7 @@ def editor_stats(wildcards):
     if not editor_uses_stats(wildcards.editor):
         return []
     return expand("data/stats/{model}/{corpus}/{facts}/layer{layer}.safetensors", model=wildcards.model,
-                  corpus=CORPUS, facts=wildcards.facts, layer=config["editors"][wildcards.editor]["layers"])
+                  corpus=CORPUS, facts=wildcards.facts, layer=editor_layers(wildcards.editor))
 
 
 def known_flag(wildcards):
@@ -147,5 +155,5 @@ def all_stats():
         for e in G["editors"]:
             if editor_uses_stats(e):
                 out += expand("data/stats/{m}/{c}/{f}/layer{l}.safetensors", m=m, c=CORPUS, f=FACTS,
-                              l=config["editors"][e]["layers"])
+                              l=editor_layers(e))
     return sorted(set(out))

@@ -7,6 +7,7 @@ rule summarize:
     output:
         csv="data/results/summary.csv",
         metrics="data/results/metrics.json",
+        plot="data/results/retention.csv",
     params:
         cells=cell_args(),
     log:

@@ -1,0 +1,136 @@
+"""Benchmark editors on a real model: seconds per edit and edit success, per layer.
+
+Edits N well-known facts (capitals, counterfactual targets, written inline) in batch mode
+and prints a table. Protocols (all teacher-forced, mean token log-prob over the target):
+  ES   share of facts with logP(target_new) > logP(target_true) on the edit prompt
+  PS   the same on two paraphrase templates that were NOT used during editing
+  NS   share of 8 unedited control countries whose true capital still beats a wrong one
+  Pnew mean over facts of exp(mean token log-prob of target_new) on the edit prompt
+
+Usage::
+
+    python benchmarks/bench_editors.py --model /tmp/m/base --layers 3 5 8 12 \
+        --editors rome ft_l --n 16 --stats-text /work/shared/datasets/text/wikitext2_valid.txt
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from edit_retention.editors import deltas_applied, get_editor, make_hparams
+from edit_retention.editors.base import encode_row, pad_rows, row_target_logprob
+from edit_retention.models import load_model
+from edit_retention.stats import compute_mom2, load_stats, save_stats
+
+FACTS = [  # subject, true, new
+    ("France", "Paris", "Rome"), ("Germany", "Berlin", "Madrid"), ("Italy", "Rome", "Paris"),
+    ("Spain", "Madrid", "Berlin"), ("Japan", "Tokyo", "Beijing"), ("China", "Beijing", "Tokyo"),
+    ("Russia", "Moscow", "London"), ("England", "London", "Moscow"), ("Egypt", "Cairo", "Athens"),
+    ("Greece", "Athens", "Cairo"), ("Canada", "Ottawa", "Dublin"), ("Ireland", "Dublin", "Ottawa"),
+    ("Austria", "Vienna", "Lisbon"), ("Portugal", "Lisbon", "Vienna"), ("Norway", "Oslo", "Warsaw"),
+    ("Poland", "Warsaw", "Oslo"),
+]
+CONTROL = [("Sweden", "Stockholm", "Paris"), ("Hungary", "Budapest", "Rome"), ("Finland", "Helsinki", "Berlin"),
+           ("Denmark", "Copenhagen", "Madrid"), ("Belgium", "Brussels", "Tokyo"), ("Turkey", "Ankara", "London"),
+           ("Thailand", "Bangkok", "Moscow"), ("Kenya", "Nairobi", "Cairo")]
+PROMPT = "The capital of {} is"
+HELD_OUT = ["{}'s capital city is", "The capital city of {} is"]
+
+
+def requests(n: int) -> list[dict]:
+    return [{"case_id": f"cap{i}", "subject": s, "prompt": PROMPT, "target_true": t, "target_new": o,
+             "aug_prompts": []} for i, (s, t, o) in enumerate(FACTS[:n])]
+
+
+@torch.no_grad()
+def logp(model, tok, items: list[tuple[str, str, str]]) -> torch.Tensor:
+    """Mean token log-prob of target for each (template, subject, target)."""
+    rows = [encode_row(tok, t, s, o, i) for i, (t, s, o) in enumerate(items)]
+    ids, mask = pad_rows(rows, tok.pad_token_id, next(model.parameters()).device)
+    return row_target_logprob(model, ids, mask, rows)[0]
+
+
+def score(model, tok, reqs) -> dict:
+    def success(tpls, facts):
+        new = logp(model, tok, [(t, s, o) for t in tpls for s, _, o in facts])
+        true = logp(model, tok, [(t, s, tt) for t in tpls for s, tt, _ in facts])
+        return (new > true).float().mean().item(), new
+    facts = [(r["subject"], r["target_true"], r["target_new"]) for r in reqs]
+    es, new = success([PROMPT], facts)
+    ps, _ = success(HELD_OUT, facts)
+    ns_wrong, _ = success([PROMPT], CONTROL)
+    return {"ES": es, "PS": ps, "NS": 1 - ns_wrong, "Pnew": new.exp().mean().item()}
+
+
+def wikitext_passages(path: str, n: int) -> list[str]:
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if len(line) < 200 or line.startswith("="):
+            continue
+        line = re.sub(r" @(.)@ ", r"\1", line).replace(" , ", ", ").replace(" . ", ". ").replace("<unk>", "thing")
+        out.append(line)
+        if len(out) == n:
+            break
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="/tmp/m/base")
+    ap.add_argument("--layers", type=int, nargs="+", default=[5])
+    ap.add_argument("--editors", nargs="+", default=["rome"])
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--stats-text", default="/work/shared/datasets/text/wikitext2_valid.txt")
+    ap.add_argument("--stats-passages", type=int, default=500)
+    ap.add_argument("--stats-cache", default="/tmp/er/bench_stats.safetensors")
+    ap.add_argument("--no-stats", action="store_true", help="ROME with identity C")
+    ap.add_argument("--hp", default="{}", help="JSON overrides for every editor, e.g. '{\"n_prefixes\": 10}'")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None, help="also write the table rows here")
+    args = ap.parse_args()
+
+    model, tok = load_model(args.model, device=args.device)
+    reqs = requests(args.n)
+    stats = None
+    if not args.no_stats and "rome" in args.editors:
+        cache = Path(args.stats_cache)
+        stats, meta = load_stats(cache) if cache.exists() else ({}, {})
+        missing = [l for l in args.layers if l not in stats]
+        if missing:
+            t0 = time.perf_counter()
+            texts = wikitext_passages(args.stats_text, args.stats_passages)
+            new = compute_mom2(model, tok, texts, sorted(set(missing) | set(stats)), max_len=128, batch_size=8)
+            print(f"mom2 for layers {sorted(new)}: {new.tokens} tokens in {time.perf_counter() - t0:.1f}s")
+            save_stats(cache, new, {"corpus": args.stats_text, "passages": len(texts)})
+            stats = new
+    base = score(model, tok, reqs)
+    print(f"before editing: {json.dumps({k: round(v, 3) for k, v in base.items()})}")
+    table = []
+    overrides = json.loads(args.hp)
+    for editor in args.editors:
+        for layer in args.layers:
+            key = {"layer": layer} if editor == "rome" else {"layers": [layer]}
+            hp = make_hparams(editor, {**key, **{k: v for k, v in overrides.items()
+                                                 if k in make_hparams(editor).__dataclass_fields__}})
+            res = get_editor(editor).edit(model, tok, reqs, hp, stats if editor == "rome" else None)
+            with deltas_applied(model, res.deltas):
+                s = score(model, tok, reqs)
+            steps = [c.get("steps", res.log.get("steps", 0)) for c in res.log["cases"]]
+            table.append({"editor": editor, "layer": layer, "n": len(reqs), "seconds": res.log["seconds"],
+                          "s_per_edit": res.log["seconds"] / len(reqs), "mean_steps": sum(steps) / len(steps), **s})
+            r = table[-1]
+            print(f"{editor:6s} L{layer:<3d} n={r['n']:<3d} {r['seconds']:7.1f}s {r['s_per_edit']:6.2f}s/edit "
+                  f"steps={r['mean_steps']:5.1f} ES={r['ES']:.3f} PS={r['PS']:.3f} NS={r['NS']:.3f} Pnew={r['Pnew']:.3f}",
+                  flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2))
+
+
+if __name__ == "__main__":
+    main()

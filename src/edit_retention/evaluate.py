@@ -1,0 +1,221 @@
+"""Teacher-forced scoring of fact prompts: raw per-prompt log-probs (the evaluate stage).
+
+Usage::
+
+    from edit_retention.evaluate import build_items, score_items, evaluate
+    items = build_items(edited_records, control_records, paraphrases)
+    rows = score_items(model, tok, items, batch_size=32)      # one dict per item
+    rows = evaluate(model, tok, edited_records, control_records, paraphrases)  # both
+
+An item is one prompt with a target and an alternative object::
+
+    case_id    the record's case id
+    knowledge  "edited" (a counterfactual put in by an editor) | "intrinsic" (a control
+               fact the base model already knew)
+    kind       "rewrite" (the record's main prompt) | "paraphrase" (a held-out
+               *evaluation* paraphrase, never an augmentation one) | "neighborhood"
+               (a prompt about another subject; edited facts only)
+    index      0 for rewrite; position in the evaluation / neighbourhood list otherwise
+    prompt     the full text (template filled with the subject)
+    target     the object whose probability we track; alt = the competing object
+
+    edited     rewrite/paraphrase: target = target_new,  alt = target_true
+               neighborhood:       target = neighbour's true object, alt = target_new
+    intrinsic  rewrite/paraphrase: target = target_true, alt = target_new
+
+so that, for every item, "success" is ``metrics.row_success(row)``: the target's mean
+token log-prob beats the alternative's (CounterFact protocol; see ``metrics``).
+
+A scored row adds::
+
+    lp_target, n_target   sum of the target tokens' log-probs, and their number
+    lp_alt, n_alt         the same for the alternative
+    p_target, p_alt       exp(mean token log-prob) (per-token geometric-mean probability)
+    top1                  greedy next token after the prompt == first target token
+
+Tokens are ``tok(prompt)`` (with the tokenizer's special tokens, e.g. BOS) followed by
+``tok(" " + target, add_special_tokens=False)``: the object follows the prompt after one
+space, as in the record schema.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm import tqdm
+
+from .io import InputError
+from .records import fill
+
+KINDS = ("rewrite", "paraphrase", "neighborhood")
+KNOWLEDGE = ("edited", "intrinsic")
+
+
+def _eval_templates(rec: dict, paraphrases: dict, knowledge: str) -> list[str]:
+    """The held-out evaluation paraphrase templates of a record (checked)."""
+    cid = rec["case_id"]
+    entry = paraphrases.get(cid)
+    if not isinstance(entry, dict) or not isinstance(entry.get("evaluate"), list):
+        raise InputError(
+            f"paraphrases: case_id {cid!r} ({knowledge} fact) has no entry with an 'evaluate' list"
+        )
+    augment = set(entry.get("augment") or [])
+    for j, t in enumerate(entry["evaluate"]):
+        if not isinstance(t, str) or t.count("{}") != 1:
+            raise InputError(
+                f"paraphrases: case_id {cid!r} field 'evaluate[{j}]' must be a template with "
+                f"the subject slot '{{}}' exactly once: {t!r}"
+            )
+        if t in augment:
+            raise InputError(
+                f"paraphrases: case_id {cid!r} field 'evaluate[{j}]' is also an augmentation "
+                f"paraphrase: {t!r}"
+            )
+    return entry["evaluate"]
+
+
+def _item(rec: dict, knowledge: str, kind: str, index: int, prompt: str, target: str, alt: str) -> dict:
+    return {"case_id": rec["case_id"], "knowledge": knowledge, "kind": kind, "index": index,
+            "prompt": prompt, "target": target, "alt": alt}
+
+
+def _fact_items(rec: dict, knowledge: str, paraphrases: dict) -> list[dict]:
+    """Rewrite + evaluation-paraphrase (+ neighbourhood for edited) items of one record."""
+    if knowledge == "edited":
+        target, alt = rec["target_new"], rec["target_true"]
+    else:
+        target, alt = rec["target_true"], rec["target_new"]
+    subj = rec["subject"]
+    items = [_item(rec, knowledge, "rewrite", 0, fill(rec["prompt"], subj), target, alt)]
+    for j, t in enumerate(_eval_templates(rec, paraphrases, knowledge)):
+        items.append(_item(rec, knowledge, "paraphrase", j, fill(t, subj), target, alt))
+    if knowledge == "edited":
+        for j, n in enumerate(rec["neighborhood_prompts"]):
+            if n["target"].strip() == rec["target_new"].strip():
+                raise InputError(
+                    f"case_id {rec['case_id']!r}: field 'neighborhood_prompts[{j}]' has target "
+                    f"{n['target']!r} equal to target_new; neighbourhood success is undefined"
+                )
+            items.append(_item(rec, knowledge, "neighborhood", j, n["prompt"], n["target"], rec["target_new"]))
+    return items
+
+
+def build_items(edited: list[dict], control: list[dict], paraphrases: dict) -> list[dict]:
+    """All items to score: edited facts first, then intrinsic (control) facts.
+
+    ``paraphrases`` maps case_id -> {"augment": [...], "evaluate": [...]} (templates with
+    "{}"); only the "evaluate" templates are scored, and one that also appears under
+    "augment" is an error. Every record, edited or control, needs an entry.
+    """
+    items: list[dict] = []
+    for knowledge, records in (("edited", edited), ("intrinsic", control)):
+        for rec in records:
+            items.extend(_fact_items(rec, knowledge, paraphrases))
+    return items
+
+
+def _where(item: dict) -> str:
+    return f"case_id {item.get('case_id')!r} ({item.get('knowledge')} {item.get('kind')} {item.get('index')})"
+
+
+def _tokenize(tok, items: list[dict]) -> list[tuple[list[int], list[int], list[int]]]:
+    """(prompt ids, target ids, alt ids) per item; raise on anything empty."""
+    for it in items:
+        for field in ("target", "alt"):
+            if not isinstance(it.get(field), str) or not it[field].strip():
+                raise InputError(f"{_where(it)}: field {field!r} is empty")
+    prompts = tok([it["prompt"] for it in items])["input_ids"]
+    targets = tok([" " + it["target"] for it in items], add_special_tokens=False)["input_ids"]
+    alts = tok([" " + it["alt"] for it in items], add_special_tokens=False)["input_ids"]
+    out = []
+    for it, p, t, a in zip(items, prompts, targets, alts):
+        for field, ids in (("prompt", p), ("target", t), ("alt", a)):
+            if len(ids) == 0:
+                raise InputError(f"{_where(it)}: field {field!r} ({it[field]!r}) tokenizes to nothing")
+        out.append((list(p), list(t), list(a)))
+    return out
+
+
+def _pad_id(tok) -> int:
+    for pid in (tok.pad_token_id, tok.eos_token_id, 0):
+        if pid is not None:
+            return int(pid)
+    return 0
+
+
+def _score_batch(model, seqs: list[tuple[list[int], list[int]]], pad_id: int, device) -> list[tuple[float, int, bool]]:
+    """(sum of continuation log-probs, its length, greedy-first-token hit) per sequence.
+
+    Each sequence is (prompt ids, continuation ids), right-padded into one batch; with
+    right padding every real token keeps its position, so padding cannot change it.
+    """
+    lengths = [len(p) + len(c) for p, c in seqs]
+    width = max(lengths)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    cont = torch.zeros((len(seqs), width - 1), dtype=torch.bool)  # position j predicts token j+1
+    for b, (p, c) in enumerate(seqs):
+        ids[b, : lengths[b]] = torch.tensor(p + c)
+        mask[b, : lengths[b]] = 1
+        cont[b, len(p) - 1 : len(p) + len(c) - 1] = True
+    ids, mask, cont = ids.to(device), mask.to(device), cont.to(device)
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    tok_lp = logits.gather(-1, ids[:, 1:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    lp_sum = tok_lp.masked_fill(~cont, 0.0).sum(dim=1).tolist()
+    first = torch.tensor([len(p) - 1 for p, _ in seqs], device=device)
+    rows = torch.arange(len(seqs), device=device)
+    greedy = logits[rows, first].argmax(dim=-1).tolist()
+    return [(lp_sum[b], len(c), greedy[b] == c[0]) for b, (_, c) in enumerate(seqs)]
+
+
+def _model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def score_items(model, tok, items: list[dict], batch_size: int = 32, device=None,
+                progress: bool = True) -> list[dict]:
+    """Score every item by teacher forcing; return the items (same order) with scores.
+
+    ``batch_size`` counts items per forward pass; each item contributes two sequences
+    (prompt + target, prompt + alt) to the same batch.  Items are batched in order of
+    length to limit padding; results come back in input order and equal scoring one by
+    one up to float rounding.  The model is put in eval mode while scoring and its
+    previous mode restored.  ``device`` defaults to the model's device.
+    """
+    if batch_size < 1:
+        raise InputError(f"score_items: batch_size must be >= 1, got {batch_size}")
+    if not items:
+        return []
+    device = _model_device(model) if device is None else torch.device(device)
+    encoded = _tokenize(tok, items)
+    order = sorted(range(len(items)), key=lambda i: -(len(encoded[i][0]) + max(len(encoded[i][1]), len(encoded[i][2]))))
+    pad_id = _pad_id(tok)
+    results: list[dict | None] = [None] * len(items)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), tqdm(total=len(items), desc="scoring", unit="item",
+                                          disable=not progress, leave=False) as bar:
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                seqs = [(encoded[i][0], encoded[i][k]) for i in chunk for k in (1, 2)]
+                scored = _score_batch(model, seqs, pad_id, device)
+                for j, i in enumerate(chunk):
+                    results[i] = _row(items[i], scored[2 * j], scored[2 * j + 1])
+                bar.update(len(chunk))
+    finally:
+        model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+def _row(item: dict, target: tuple[float, int, bool], alt: tuple[float, int, bool]) -> dict:
+    (lp_t, n_t, top1), (lp_a, n_a, _) = target, alt
+    return {**item, "lp_target": lp_t, "n_target": n_t, "lp_alt": lp_a, "n_alt": n_a,
+            "p_target": math.exp(lp_t / n_t), "p_alt": math.exp(lp_a / n_a), "top1": bool(top1)}
+
+
+def evaluate(model, tok, edited: list[dict], control: list[dict], paraphrases: dict,
+             batch_size: int = 32, device=None, progress: bool = True) -> list[dict]:
+    """``score_items(build_items(edited, control, paraphrases))``."""
+    items = build_items(edited, control, paraphrases)
+    return score_items(model, tok, items, batch_size=batch_size, device=device, progress=progress)

@@ -1,0 +1,245 @@
+"""Raw per-prompt scores -> tidy long-format summary table + DVC headline metrics.
+
+Usage::
+
+    from edit_retention.summarize import summarize, write_summary
+    cells = [{"model": "smollm2", "editor": "rome", "task": "text", "remedy": "none",
+              "seed": 0,
+              "phases": {"base": "base.jsonl", "edited": "edited.jsonl",
+                         "finetuned": "ft.jsonl"},          # scores from score_items
+              "task_metrics": "ft/eval.json"}]               # optional
+    df = summarize(cells)
+    write_summary(df, "data/results/summary.csv", "data/results/metrics.json")
+
+Columns (exactly): model, editor, task, remedy, seed, knowledge, phase, metric, value, n.
+``knowledge`` is "edited", "intrinsic" or "task"; ``n`` is the denominator of ``value``
+(empty in the CSV only for task metrics whose JSON gives no "eval_samples").
+
+Metrics per (knowledge, phase), on every phase of a cell. "Success" of a prompt is
+``metrics.row_success``: the tracked target's mean token log-prob beats the
+alternative's (edited: target_new over target_true; intrinsic, i.e. "the fact holds":
+target_true over target_new; neighbourhood: the neighbour's true object over target_new).
+
+    rewrite_success       share of facts whose main prompt succeeds (ES for edited)   n = facts
+    paraphrase_success    mean over facts of the share of its held-out evaluation
+                          paraphrases that succeed (ROME's PS: a macro average)       n = facts
+    neighborhood_success  same macro average over neighbourhood prompts (NS; edited
+                          knowledge only)                                             n = facts
+    top1_accuracy         share of main prompts whose greedy next token is the
+                          target's first token                                        n = facts
+    target_prob           mean over facts of p_target (exp of mean token log-prob)
+                          on the main prompt                                          n = facts
+
+Extra metrics on every phase after editing (anything but "base" and "edited", i.e.
+"finetuned" and checkpoints "step-N"), with *before* = the "edited" phase (after the
+edit, before fine-tuning; for intrinsic knowledge too, so both kinds are measured over
+the same fine-tuning):
+
+    retention_rewrite     share of facts whose main prompt succeeded before and still
+                          succeeds                                      n = facts succeeding before
+    retention_paraphrase  the same PER PROMPT over evaluation paraphrases: share of
+                          (fact, paraphrase) prompts succeeding before that still
+                          succeed. Per prompt, not a per-fact majority vote, because a
+                          vote over 2-4 paraphrases has tie/threshold artefacts.
+                          (Prompts of one fact are correlated: binomial intervals on
+                          this n are optimistic.)                       n = prompts succeeding before
+    efr                   1 - retention_rewrite (edit forgetting rate)  n = as retention_rewrite
+    target_prob_ratio     geometric mean over facts of p_target after / before on the
+                          main prompt                                   n = facts
+
+Task metrics (optional JSON dict of numbers, e.g. {"eval_loss": .., "eval_perplexity":
+..}) become rows with knowledge "task", phase "finetuned", metric = the JSON key.
+
+The base phase is usually one scores file shared by every cell; its rows are repeated
+under each cell's labels (same values), so filter on phase before pooling over cells.
+NaN values (no fact to count) stay NaN with n = 0; they are never dropped.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from . import metrics as M
+from .io import InputError, atomic_path, read_json, read_jsonl, write_json
+
+COLUMNS = ["model", "editor", "task", "remedy", "seed", "knowledge", "phase", "metric", "value", "n"]
+LABELS = ["model", "editor", "task", "remedy", "seed"]
+PRE_FINETUNE_PHASES = ("base", "edited")
+SCORE_FIELDS = ("case_id", "knowledge", "kind", "index", "lp_target", "n_target", "lp_alt",
+                "n_alt", "p_target", "top1")
+
+
+def _cell_name(cell: dict, i: int) -> str:
+    return f"cell {i} (" + "/".join(f"{k}={cell.get(k)}" for k in LABELS) + ")"
+
+
+def load_scores(path: str | os.PathLike, where: str = "") -> dict:
+    """Read a scores JSONL into {(knowledge, kind): {(case_id, index): row}}; check it."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise InputError(f"{where}: scores file {path} is empty")
+    table: dict = defaultdict(dict)
+    for i, row in enumerate(rows):
+        for field in SCORE_FIELDS:
+            if field not in row:
+                raise InputError(f"{where}: {path}: row {i} has no field {field!r}")
+        key = (row["case_id"], int(row["index"]))
+        bucket = table[(row["knowledge"], row["kind"])]
+        if key in bucket:
+            raise InputError(f"{where}: {path}: row {i} repeats {row['knowledge']} {row['kind']} {key}")
+        bucket[key] = row
+    return table
+
+
+def _by_fact(rows: dict) -> dict[str, list[dict]]:
+    """Group {(case_id, index): row} by case_id."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for (cid, _), row in rows.items():
+        out[cid].append(row)
+    return out
+
+
+def _macro_success(rows: dict) -> tuple[float, int]:
+    """Mean over facts of the share of their prompts that succeed (ROME's PS/NS)."""
+    return M.mean(M.rate(M.row_success(r) for r in fact_rows)[0] for fact_rows in _by_fact(rows).values())
+
+
+def phase_metrics(table: dict, knowledge: str) -> list[tuple[str, float, int]]:
+    """(metric, value, n) for one knowledge kind on one phase's scores."""
+    rewrite = table.get((knowledge, "rewrite"), {})
+    out = [
+        ("rewrite_success", *M.rate(M.row_success(r) for r in rewrite.values())),
+        ("paraphrase_success", *_macro_success(table.get((knowledge, "paraphrase"), {}))),
+    ]
+    if knowledge == "edited":
+        out.append(("neighborhood_success", *_macro_success(table.get((knowledge, "neighborhood"), {}))))
+    out += [
+        ("top1_accuracy", *M.rate(bool(r["top1"]) for r in rewrite.values())),
+        ("target_prob", *M.mean(r["p_target"] for r in rewrite.values())),
+    ]
+    return out
+
+
+def retention_metrics(before: dict, after: dict, knowledge: str, where: str) -> list[tuple[str, float, int]]:
+    """(metric, value, n) comparing a later phase's scores with the edited phase's."""
+    def success(table, kind):
+        return {k: M.row_success(r) for k, r in table.get((knowledge, kind), {}).items()}
+
+    def probs(table):
+        return {k: r["p_target"] for k, r in table.get((knowledge, "rewrite"), {}).items()}
+
+    try:
+        ret_rw = M.retention(success(before, "rewrite"), success(after, "rewrite"))
+        ret_pp = M.retention(success(before, "paraphrase"), success(after, "paraphrase"))
+        ratio = M.prob_ratio(probs(before), probs(after))
+    except InputError as e:
+        raise InputError(f"{where}: {knowledge} facts: {e}") from e
+    return [("retention_rewrite", *ret_rw), ("retention_paraphrase", *ret_pp),
+            ("efr", 1.0 - ret_rw[0], ret_rw[1]), ("target_prob_ratio", *ratio)]
+
+
+def task_metric_rows(path: str | os.PathLike, where: str) -> list[tuple[str, float, int | None]]:
+    """(metric, value, n) from a task-metrics JSON; n = its "eval_samples" if given."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: task metrics {path}: expected a JSON object")
+    n = data.get("eval_samples")
+    n = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) else None
+    out = []
+    for key, value in data.items():
+        if value is None:
+            value = math.nan
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{where}: task metrics {path}: field {key!r} is not a number: {value!r}")
+        out.append((key, float(value), n))
+    return out
+
+
+def _ordered_phases(phases: dict) -> list[str]:
+    return [p for p in PRE_FINETUNE_PHASES if p in phases] + [p for p in phases if p not in PRE_FINETUNE_PHASES]
+
+
+def cell_rows(cell: dict, i: int = 0) -> list[dict]:
+    """All summary rows of one cell (see the module docstring)."""
+    for key in LABELS + ["phases"]:
+        if key not in cell:
+            raise InputError(f"cell {i}: missing field {key!r}")
+    where = _cell_name(cell, i)
+    phases = cell["phases"]
+    if not isinstance(phases, dict) or not phases:
+        raise InputError(f"{where}: field 'phases' must be a non-empty mapping phase -> scores file")
+    labels = {k: cell[k] for k in LABELS}
+    tables = {p: load_scores(phases[p], f"{where} phase {p!r}") for p in _ordered_phases(phases)}
+    late = [p for p in tables if p not in PRE_FINETUNE_PHASES]
+    if late and "edited" not in tables:
+        raise InputError(f"{where}: phases {late} need an 'edited' phase to measure retention against")
+    out = []
+    for phase, table in tables.items():
+        for knowledge in ("edited", "intrinsic"):
+            stats = phase_metrics(table, knowledge)
+            if phase in late:
+                stats += retention_metrics(tables["edited"], table, knowledge, f"{where} phase {phase!r}")
+            out += [dict(labels, knowledge=knowledge, phase=phase, metric=m, value=v, n=n) for m, v, n in stats]
+    if cell.get("task_metrics"):
+        out += [dict(labels, knowledge="task", phase="finetuned", metric=m, value=v, n=n)
+                for m, v, n in task_metric_rows(cell["task_metrics"], where)]
+    return out
+
+
+def summarize(cells: list[dict]) -> pd.DataFrame:
+    """Long-format summary of all cells, columns exactly ``COLUMNS``."""
+    rows = [row for i, cell in enumerate(cells) for row in cell_rows(cell, i)]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["value"] = df["value"].astype("float64")
+    df["n"] = df["n"].astype("Int64")
+    return df
+
+
+def _pooled(df: pd.DataFrame, knowledge: str, phase: str, metric: str) -> float | None:
+    """n-weighted mean of ``value`` over matching rows (pooled over facts); None if none."""
+    sel = df[(df.knowledge == knowledge) & (df.phase == phase) & (df.metric == metric)]
+    sel = sel[sel["n"].fillna(0).astype(int).gt(0) & sel["value"].notna()]
+    total = int(sel["n"].sum()) if len(sel) else 0
+    if total == 0:
+        return None
+    return float((sel["value"] * sel["n"].astype(float)).sum() / total)
+
+
+def headline_metrics(df: pd.DataFrame) -> dict:
+    """{editor: {remedy: {edited_retention, intrinsic_retention, edited_es_after_edit}}}.
+
+    Values are pooled over model, task and seed, weighting each cell by its ``n`` (i.e.
+    the share over all facts); ``None`` (JSON null) where there is nothing to count.
+    """
+    out: dict = {}
+    for (editor, remedy), sub in df.groupby(["editor", "remedy"], sort=True):
+        out.setdefault(str(editor), {})[str(remedy)] = {
+            "edited_retention": _pooled(sub, "edited", "finetuned", "retention_rewrite"),
+            "intrinsic_retention": _pooled(sub, "intrinsic", "finetuned", "retention_rewrite"),
+            "edited_es_after_edit": _pooled(sub, "edited", "edited", "rewrite_success"),
+        }
+    return out
+
+
+def write_summary(df: pd.DataFrame, csv_path: str | os.PathLike, metrics_path: str | os.PathLike) -> None:
+    """Write the CSV (NaN written as "NaN") and the headline metrics JSON, atomically."""
+    with atomic_path(csv_path, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False, na_rep="NaN")
+    write_json(metrics_path, headline_metrics(df))
+
+
+def read_summary(csv_path: str | os.PathLike) -> pd.DataFrame:
+    """Read a summary CSV back with the column dtypes ``summarize`` produces."""
+    path = Path(csv_path)
+    text_cols = {c: str for c in ("model", "editor", "task", "remedy", "knowledge", "phase", "metric")}
+    df = pd.read_csv(path, keep_default_na=False, na_values={"value": ["NaN"], "n": ["NaN"]},
+                     dtype=text_cols)
+    if list(df.columns) != COLUMNS:
+        raise InputError(f"{path}: columns {list(df.columns)} are not {COLUMNS}")
+    df["value"] = df["value"].astype("float64")
+    df["n"] = df["n"].astype("Int64")
+    return df

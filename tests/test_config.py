@@ -1,0 +1,38 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edit_retention.config import check_study
+from edit_retention.io import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def cfg():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_default_and_smoke_configs_are_valid(cfg):
+    check_study(cfg, where="params.yaml")
+    smoke = yaml.safe_load((ROOT / "workflow/config/smoke.yaml").read_text())
+    merged = copy.deepcopy(cfg)
+    merged.update(smoke)
+    check_study(merged, where="smoke.yaml")
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.update(colour="blue"), "Additional properties are not allowed"),
+    (lambda c: c["select"].update(n_edit="many"), "select.n_edit: 'many' is not of type 'integer'"),
+    (lambda c: c["grid"]["editors"].append("memitt"), "grid.editors\\[2\\]: unknown editor"),
+    (lambda c: c["grid"].update(models=["gpt5"]), "grid.models\\[0\\]: unknown model 'gpt5'"),
+    (lambda c: c["editors"]["rome"].update(v_lrr=0.1), "editors.rome"),
+    (lambda c: c["tasks"]["text"]["params"].update(lr="x"), "tasks.text.params"),
+    (lambda c: c["facts"]["builtin"]["source"].update(type="wikidata"), "facts.builtin.source.type"),
+])
+def test_bad_config_names_the_key(cfg, mutate, message):
+    mutate(cfg)
+    with pytest.raises(InputError, match=message):
+        check_study(cfg, where="params.yaml")

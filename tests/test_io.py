@@ -1,0 +1,66 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_record
+from edit_retention.io import atomic_dir, atomic_path, read_jsonl, write_jsonl
+from edit_retention.records import validate_records
+
+
+def test_atomic_path_keeps_old_file_on_crash(tmp_path):
+    p = tmp_path / "out.jsonl"
+    write_jsonl(p, [{"a": 1}])
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert read_jsonl(p) == [{"a": 1}]
+    assert [x.name for x in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_atomic_dir_leaves_nothing_on_crash(tmp_path):
+    d = tmp_path / "model"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(d) as tmp:
+            (tmp / "weights").write_text("x")
+            raise RuntimeError("crash")
+    assert not d.exists() and list(tmp_path.iterdir()) == []
+    with atomic_dir(d) as tmp:
+        (tmp / "weights").write_text("y")
+    assert (d / "weights").read_text() == "y"
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r.pop("target_new"), "record 1 \\(case_id 'c1'\\): missing field 'target_new'"),
+    (lambda r: r.update(prompt="The capital is"), "field 'prompt' must contain the subject slot"),
+    (lambda r: r.update(paraphrase_prompts=["no slot"]), "paraphrase_prompts\\[0\\]"),
+    (lambda r: r.update(target_new=r["target_true"]), "equals 'target_true'"),
+    (lambda r: r.update(neighborhood_prompts=[{"prompt": 3}]), "neighborhood_prompts\\[0\\]"),
+])
+def test_bad_record_names_file_record_field(mutate, message):
+    recs = [make_record(0), make_record(1)]
+    mutate(recs[1])
+    with pytest.raises(ValueError, match=message):
+        validate_records(recs, "facts.jsonl")
+
+
+def test_cli_bad_fact_file_fails_before_writing(tmp_path):
+    src = tmp_path / "facts.jsonl"
+    bad = make_record(0)
+    del bad["subject"]
+    src.write_text(json.dumps(make_record(1)) + "\n" + json.dumps(bad) + "\n")
+    out = tmp_path / "records.jsonl"
+    r = subprocess.run([sys.executable, "-m", "edit_retention", "prepare-facts", "--source",
+                        json.dumps({"type": "jsonl", "path": str(src)}), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert f"{src}: record 1 (case_id 'c0'): missing field 'subject'" in r.stderr
+    assert not out.exists()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    r = subprocess.run([sys.executable, "-m", "edit_retention", "prepare-facts", "--source",
+                        json.dumps({"type": "jsonl", "path": str(empty)}), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "the fact set is empty" in r.stderr
