@@ -68,6 +68,7 @@ def test_builtin_targets_are_other_objects_of_the_relation(builtin):
         for r in recs:
             assert r["target_new"] != r["target_true"]
             assert r["target_new"] in objects
+            assert all(n["target"] != r["target_new"] for n in r["neighborhood_prompts"])
             assert not contains_word(r["subject"], r["target_true"])
             assert r["case_id"] == f"{rel}-{r['subject']}"
             assert r["prompt"] == RELATIONS[rel].prompt

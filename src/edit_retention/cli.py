@@ -154,7 +154,10 @@ def cmd_finetune(a):
     with atomic_dir(a.out_model) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-    write_json(a.out_metrics, out)
+    # Task scores (flat numbers) for the summary; the full training log beside them.
+    write_json(a.out_metrics, {k: out[k] for k in ("eval_loss", "eval_perplexity",
+                                                  "eval_loss_before", "eval_perplexity_before")})
+    write_json(a.out_log, out)
 
 
 def cmd_evaluate(a):
@@ -273,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out-model", required=True)
     s.add_argument("--out-metrics", required=True)
+    s.add_argument("--out-log", required=True, help="full training log (JSON)")
     s = sub.choices["evaluate"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
     s.add_argument("--edited", required=True)

@@ -76,7 +76,7 @@ rule select_intrinsic:
         batch_size=config["select"]["batch_size"],
         known=known_flag,
         device=config["device"],
-    threads: 2
+    threads: 1
     log:
         "logs/select/{model}/{facts}.log",
     shell:
@@ -97,7 +97,7 @@ rule layer_stats:
         max_len=config["stats"]["max_len"],
         batch_size=config["stats"]["batch_size"],
         device=config["device"],
-    threads: 2
+    threads: 1
     log:
         "logs/stats/{model}/{corpus}/{facts}/layer{layer}.log",
     shell:

@@ -12,7 +12,7 @@ rule apply_edits:
     params:
         hparams=editor_hparams,
         device=config["device"],
-    threads: 2
+    threads: 1
     log:
         "logs/edit/{model}/{facts}/{editor}/k{k}.log",
     shell:

@@ -12,7 +12,7 @@ rule evaluate_base:
     params:
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
-    threads: 2
+    threads: 1
     log:
         "logs/evaluate/{model}/{facts}/base.log",
     shell:
@@ -33,7 +33,7 @@ rule evaluate_edited:
     params:
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
-    threads: 2
+    threads: 1
     log:
         "logs/evaluate/{model}/{facts}/edited/{editor}/k{k}.log",
     shell:
@@ -53,7 +53,7 @@ rule evaluate_finetuned:
     params:
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
-    threads: 2
+    threads: 1
     log:
         "logs/evaluate/{model}/{facts}/finetuned/{editor}/{remedy}/{task}/s{seed}.log",
     shell:

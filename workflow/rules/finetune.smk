@@ -11,15 +11,17 @@ rule finetune:
     output:
         model=temp(directory("data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/model")),
         metrics="data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/metrics.json",
+        train_log="data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/train_log.json",
     params:
         task=task_params,
         freeze=finetune_freeze,
         device=config["device"],
-    threads: 2
+    threads: 1
     log:
         "logs/finetune/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}.log",
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention finetune --model {input.model}"
         " --device {params.device} --edit {input.edit} --train {input.train} --eval {input.eval}"
         " --params {params.task:q} --freeze {params.freeze} --seed {wildcards.seed}"
-        " --out-model {output.model} --out-metrics {output.metrics} 2> {log}"
+        " --out-model {output.model} --out-metrics {output.metrics}"
+        " --out-log {output.train_log} 2> {log}"

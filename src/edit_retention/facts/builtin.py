@@ -216,10 +216,12 @@ def take(pairs: list[tuple[str, str]], n: int, share: float | None) -> list[tupl
     return out
 
 
-def _neighbours(subj: str, obj: str, kept: list[tuple[str, str]], rng: random.Random) -> list[tuple[str, str]]:
-    """Up to N_NEIGHBOURS other subjects, those sharing the true object first."""
+def _neighbours(subj: str, obj: str, new: str, kept: list[tuple[str, str]],
+                rng: random.Random) -> list[tuple[str, str]]:
+    """Up to N_NEIGHBOURS other subjects, those sharing the true object first; never one
+    whose object is the edit's ``new`` target (its neighbourhood test would be undefined)."""
     others = [(s, o) for s, o in kept
-              if s != subj and not contains_word(s, subj) and not contains_word(subj, s)]
+              if s != subj and o != new and not contains_word(s, subj) and not contains_word(subj, s)]
     share = [p for p in others if p[1] == obj]
     rest = [p for p in others if p[1] != obj]
     picked = rng.sample(share, min(N_NEIGHBOURS, len(share)))
@@ -237,14 +239,15 @@ def make_records(rel_id: str, kept: list[tuple[str, str]], seed: int, source: st
         candidates = [o for o in objects if o != obj and not contains_word(o, subj)]
         if not candidates:
             continue
-        neigh = _neighbours(subj, obj, kept, rng)
+        new = rng.choice(candidates)
+        neigh = _neighbours(subj, obj, new, kept, rng)
         records.append({
             "case_id": case_id,
             "relation": rel_id,
             "subject": subj,
             "prompt": rel.prompt,
             "target_true": obj,
-            "target_new": rng.choice(candidates),
+            "target_new": new,
             "paraphrase_prompts": list(rel.paraphrases),
             "neighborhood_prompts": [{"prompt": fill(rel.prompt, s), "target": o} for s, o in neigh],
             "source": source,
