@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup study smoke test bench lint
+.PHONY: setup study smoke test lint pull
 setup:
 	bash scripts/setup.sh
 
@@ -21,3 +21,9 @@ test: setup
 
 lint: setup
 	snakemake --lint
+
+# Fetch every artifact from the DVC remote, then tell Snakemake they are current
+# (DVC restores files with fresh mtimes in no particular order; --touch runs no job).
+pull: setup
+	dvc pull
+	snakemake --cores 1 --touch
