@@ -143,3 +143,16 @@ def test_task_metrics_and_headline(tmp_path):
     assert head["rome"]["none"] == pytest.approx(
         {"edited_retention": 1 / 3, "intrinsic_retention": 2 / 3, "edited_es_after_edit": 0.75})
     assert all(type(v) is float for v in head["rome"]["freeze"].values())
+
+
+def test_retention_table_has_one_row_per_cell_and_knowledge():
+    import pandas as pd
+    from edit_retention.summarize import retention_table
+    df = pd.DataFrame([
+        dict(model="m", editor="rome", task="t", remedy="none", seed=0, knowledge=k, phase="finetuned",
+             metric=metric, value=v, n=4)
+        for k, metric, v in [("edited", "retention_rewrite", 0.5), ("intrinsic", "retention_rewrite", 1.0),
+                             ("edited", "rewrite_success", 0.9), ("task", "eval_loss", 3.0)]])
+    t = retention_table(df)
+    assert t.to_dict("records") == [{"cell": "rome/none/t/s0/edited", "retention": 0.5, "n": 4},
+                                    {"cell": "rome/none/t/s0/intrinsic", "retention": 1.0, "n": 4}]

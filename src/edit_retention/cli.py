@@ -121,13 +121,12 @@ def edit_requests(edit_records: list[dict], paraphrases: list[dict], k: int) -> 
 
 
 def cmd_edit(a):
-    from .editors import get_editor, make_hparams, save_edit
+    from .editors import edited_layers, get_editor, make_hparams, save_edit
     from .models import check_layers
     from .stats import load_stats
     hp = make_hparams(a.editor, a.hparams)
     model, tok, _ = _load(a, with_edit=False)
-    layers = list(hp.layers) if hasattr(hp, "layers") else [hp.layer]
-    check_layers(model, layers, where=f"editors.{a.editor} layers")
+    check_layers(model, edited_layers(hp), where=f"editors.{a.editor} layers")
     stats = None
     if a.stats:
         stats = {}
@@ -178,16 +177,14 @@ def _cell(s: str) -> dict:
 
 def cmd_summarize(a):
     from .summarize import summarize, write_summary
+    from pathlib import Path
+
+    from .io import atomic_path
+    from .summarize import retention_table
     df = summarize([_cell(c) for c in a.cell])
     write_summary(df, a.out_csv, a.out_metrics)
-    # A small table for `dvc plots`: retention per cell and kind of knowledge.
-    ret = df[(df.metric == "retention_rewrite") & df.knowledge.isin(["edited", "intrinsic"])]
-    rows = ret.assign(cell=ret.editor + "/" + ret.remedy + "/" + ret.task + "/s" + ret.seed.astype(str)
-                      + "/" + ret.knowledge)[["cell", "value", "n"]].rename(columns={"value": "retention"})
-    from .io import atomic_path
-    from pathlib import Path
     with atomic_path(Path(a.out_csv).with_name("retention.csv"), suffix=".csv") as tmp:
-        rows.to_csv(tmp, index=False)
+        retention_table(df).to_csv(tmp, index=False)
 
 
 def cmd_figures(a):

@@ -134,25 +134,32 @@ def _gguf_path(package: str, file: str) -> Path:
     raise InputError(f"model source: package {package!r} ships no file {file!r}")
 
 
+def _load_tokenizer(spec: dict):
+    from transformers import AutoTokenizer
+
+    if spec.get("type") == "gguf_package":
+        p = _gguf_path(spec["package"], spec["file"])
+        return AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+    if spec.get("type") == "hf":
+        kw = {"revision": spec["revision"]} if spec.get("revision") else {}
+        return AutoTokenizer.from_pretrained(spec["id"], **kw)
+    raise InputError(f"tokenizer source: unknown type {spec.get('type')!r} (known: gguf_package, hf)")
+
+
 def _load_source(spec: dict):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     kind = spec.get("type")
     if kind == "gguf_package":
         p = _gguf_path(spec["package"], spec["file"])
-        tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
         model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
-        return model, tok
+        return model, _load_tokenizer(spec)
     if kind == "hf":
         kw = {"revision": spec["revision"]} if spec.get("revision") else {}
-        tok = AutoTokenizer.from_pretrained(spec["id"], **kw)
         model = AutoModelForCausalLM.from_pretrained(spec["id"], dtype=torch.float32, **kw)
-        return model, tok
+        return model, _load_tokenizer(spec)
     if kind == "random":
-        tok = _load_source(spec["tokenizer"])[1] if spec["tokenizer"].get("type") != "gguf_package" else None
-        if tok is None:
-            p = _gguf_path(spec["tokenizer"]["package"], spec["tokenizer"]["file"])
-            tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        tok = _load_tokenizer(spec["tokenizer"])
         cfg = AutoConfig.for_model(spec["architecture"], vocab_size=len(tok),
                                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                    pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,

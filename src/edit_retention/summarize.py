@@ -243,3 +243,11 @@ def read_summary(csv_path: str | os.PathLike) -> pd.DataFrame:
     df["value"] = df["value"].astype("float64")
     df["n"] = df["n"].astype("Int64")
     return df
+
+
+def retention_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows for ``dvc plots``: retention_rewrite per grid cell and kind of knowledge."""
+    ret = df[(df.metric == "retention_rewrite") & df.knowledge.isin(["edited", "intrinsic"])]
+    cell = (ret.editor + "/" + ret.remedy + "/" + ret.task + "/s" + ret.seed.astype(str)
+            + "/" + ret.knowledge)
+    return pd.DataFrame({"cell": cell, "retention": ret.value, "n": ret.n}).reset_index(drop=True)

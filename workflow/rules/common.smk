@@ -76,10 +76,9 @@ def editor_hparams(wildcards):
 
 def editor_layers(editor):
     """Layers an editor changes, from its validated hyperparameters (``layer`` or ``layers``)."""
-    from edit_retention.editors import make_hparams
+    from edit_retention.editors import edited_layers, make_hparams
 
-    hp = make_hparams(editor, config["editors"][editor])
-    return list(hp.layers) if hasattr(hp, "layers") else [hp.layer]
+    return edited_layers(make_hparams(editor, config["editors"][editor]))
 
 
 def editor_uses_stats(editor):

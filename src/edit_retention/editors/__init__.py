@@ -38,12 +38,17 @@ def get_editor(name: str):
     return EDITORS[name]()
 
 
+def edited_layers(hp) -> list[int]:
+    """Layers an editor's hyperparameters name (``layer`` for ROME, ``layers`` for FT-L)."""
+    return [int(x) for x in hp.layers] if hasattr(hp, "layers") else [int(hp.layer)]
+
+
 def make_hparams(name: str, overrides: dict | None = None):
     """The editor's hyperparameter defaults with ``overrides``; InputError on an unknown key
     or a wrong type (naming the editor and the key)."""
     return build_hparams(name, get_editor(name).hparams_cls, overrides)
 
 
-__all__ = ["EDITORS", "EditError", "EditResult", "FtLHparams", "RomeHparams", "apply_deltas",
+__all__ = ["EDITORS", "EditError", "EditResult", "edited_layers", "FtLHparams", "RomeHparams", "apply_deltas",
            "deltas_applied", "get_editor", "help_of", "load_edit", "make_hparams",
            "request_from_record", "save_edit"]

@@ -49,7 +49,7 @@ class FtLEditor:
     """Fine-tuning with an L-infinity constraint; see the module docstring."""
     name = "ft_l"
     hparams_cls = FtLHparams
-    uses_stats = False  # needs layer_stats (second moments of the edited layer's keys)
+    uses_stats = False  # trains the weights directly; no layer_stats needed
 
     def edit(self, model, tok, requests: list[dict], hp: FtLHparams | None = None,
              stats: dict[int, torch.Tensor] | None = None) -> EditResult:
