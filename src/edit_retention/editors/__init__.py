@@ -3,9 +3,11 @@
 Every editor has ``name``, ``hparams_cls`` (a dataclass: defaults + per-field help in
 ``field.metadata["help"]``) and::
 
-    edit(model, tok, requests: list[dict], hp, stats: dict[int, Tensor] | None) -> EditResult
+    edit(model, tok, requests: list[dict], hp, stats: dict[int, Tensor] | None,
+         state: dict | None = None) -> EditResult
 
-in batch mode (all requests into one model). A request is ``{"case_id", "subject",
+in batch mode (all requests into one model). ``state`` is the previous call's
+``EditResult.state`` in a sequential run (``regimes.run_regime``), None otherwise. A request is ``{"case_id", "subject",
 "prompt" (template with "{}"), "target_new", "target_true", "aug_prompts": [templates]}``;
 aug prompts are extra optimisation prompts (paraphrase augmentation), possibly empty.
 

@@ -39,9 +39,12 @@ class EditError(RuntimeError):
 class EditResult:
     """``deltas``: parameter name -> float32 additive delta (the parameter's own shape).
     ``log``: editor, edited_layers, edited_params, cases (one dict per request, with its
-    case_id), seconds, hparams, warnings."""
+    case_id), seconds, hparams, warnings. ``state``: what a sequential run hands to the
+    editor's next ``edit(..., state=...)`` call (e.g. AlphaEdit's keys of past edits);
+    never saved, empty for editors that keep none."""
     deltas: dict[str, torch.Tensor]
     log: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- deltas

@@ -52,7 +52,7 @@ class FtLEditor:
     uses_stats = False  # trains the weights directly; no layer_stats needed
 
     def edit(self, model, tok, requests: list[dict], hp: FtLHparams | None = None,
-             stats: dict[int, torch.Tensor] | None = None) -> EditResult:
+             stats: dict[int, torch.Tensor] | None = None, state: dict | None = None) -> EditResult:
         t0 = time.perf_counter()
         hp = hp or FtLHparams()
         requests = validate_requests(requests, self.name)

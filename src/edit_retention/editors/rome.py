@@ -226,7 +226,7 @@ class RomeEditor:
     uses_stats = True  # needs layer_stats (second moments of the edited layer's keys)
 
     def edit(self, model, tok, requests: list[dict], hp: RomeHparams | None = None,
-             stats: dict[int, torch.Tensor] | None = None) -> EditResult:
+             stats: dict[int, torch.Tensor] | None = None, state: dict | None = None) -> EditResult:
         t0 = time.perf_counter()
         hp = hp or RomeHparams()
         requests = validate_requests(requests, self.name)
