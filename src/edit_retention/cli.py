@@ -68,15 +68,21 @@ def _texts(path):
 
 
 def _load(a, with_edit: bool = True):
+    """(model, tok, edit): the edit's deltas are applied, except in the single regime
+    (one delta set per fact; see ``single.py``), where the caller applies them per fact."""
     from .models import load_model
     model, tok = load_model(a.model, device=a.device)
-    edit_log = None
+    edit = None
     if with_edit and getattr(a, "edit", None):
         from .editors import apply_deltas, load_edit
-        res = load_edit(a.edit)
-        apply_deltas(model, res.deltas)
-        edit_log = res.log
-    return model, tok, edit_log
+        edit = load_edit(a.edit)
+        if edit.log.get("regime") != "single":
+            apply_deltas(model, edit.deltas)
+    return model, tok, edit
+
+
+def _is_single(edit) -> bool:
+    return edit is not None and edit.log.get("regime") == "single"
 
 
 def cmd_select(a):
@@ -124,7 +130,7 @@ def cmd_edit(a):
     from .editors import edited_layers, get_editor, make_hparams, save_edit
     from .models import check_layers
     from .stats import load_stats
-    hp = make_hparams(a.editor, a.hparams)
+    hp = make_hparams(a.editor, a.hparams, a.hparams_set)
     model, tok, _ = _load(a, with_edit=False)
     check_layers(model, edited_layers(hp), where=f"editors.{a.editor} layers")
     stats = None
@@ -133,23 +139,48 @@ def cmd_edit(a):
         for p in a.stats:
             s, meta = load_stats(p)
             stats.update(s)
+    from .editors.regimes import run_regime
     reqs = edit_requests(_records(a.requests), read_jsonl(a.paraphrases), a.k)
-    res = get_editor(a.editor).edit(model, tok, reqs, hp, stats)
+    res = run_regime(get_editor(a.editor), model, tok, reqs, hp, stats, a.regime, a.batch_size)
     res.log.update({"k": a.k, "n_requests": len(reqs)})
     save_edit(res, a.out)
 
 
+def _frozen_layers(a, edit) -> list[int]:
+    if a.freeze != "edited":
+        return []
+    if edit is None:
+        raise InputError("finetune: --freeze edited needs --edit (the edit's log names the layers)")
+    return edit.log["edited_layers"]
+
+
+SINGLE_SCORES = "single_scores.jsonl"
+
+
 def cmd_finetune(a):
     from .finetune import FinetuneArgs, finetune
-    args = FinetuneArgs.from_dict(a.params, where="finetune params")
-    model, tok, edit_log = _load(a)
-    frozen = []
-    if a.freeze == "edited":
-        if edit_log is None:
-            raise InputError("finetune: --freeze edited needs --edit (the edit's log names the layers)")
-        frozen = edit_log["edited_layers"]
-    out = finetune(model, tok, _texts(a.train), _texts(a.eval), args, a.seed, frozen)
     from .io import atomic_dir
+    args = FinetuneArgs.from_dict(a.params, where="finetune params")
+    model, tok, edit = _load(a)
+    frozen = _frozen_layers(a, edit)
+    if _is_single(edit):
+        # One fine-tune per fact; the per-fact models are scored here and not kept.
+        from .editors.regimes import single_deltas
+        from .single import finetune_single
+        for opt in ("edited", "control", "paraphrases"):
+            if not getattr(a, opt):
+                raise InputError(f"finetune: an edit in the single regime needs --{opt} (facts are scored per fine-tune)")
+        para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
+        rows, logs = finetune_single(model, tok, _records(a.edited), _records(a.control), para,
+                                     single_deltas(edit), _texts(a.train), _texts(a.eval), args, a.seed,
+                                     frozen, a.batch_size)
+        with atomic_dir(a.out_model) as tmp:
+            write_jsonl(tmp / SINGLE_SCORES, rows)
+        keys = ("eval_loss", "eval_perplexity", "eval_loss_before", "eval_perplexity_before")
+        write_json(a.out_metrics, {k: sum(g[k] for g in logs) / len(logs) for k in keys})
+        write_json(a.out_log, {"regime": "single", "runs": logs})
+        return
+    out = finetune(model, tok, _texts(a.train), _texts(a.eval), args, a.seed, frozen)
     with atomic_dir(a.out_model) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -160,10 +191,21 @@ def cmd_finetune(a):
 
 
 def cmd_evaluate(a):
+    from pathlib import Path
+
     from .evaluate import evaluate
-    model, tok, _ = _load(a)
+    if (Path(a.model) / SINGLE_SCORES).exists():   # single-regime fine-tunes, scored in the job
+        write_jsonl(a.out, read_jsonl(Path(a.model) / SINGLE_SCORES))
+        return
+    model, tok, edit = _load(a)
     para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
-    rows = evaluate(model, tok, _records(a.edited), _records(a.control), para, a.batch_size)
+    if _is_single(edit):
+        from .editors.regimes import single_deltas
+        from .single import evaluate_single
+        rows = evaluate_single(model, tok, _records(a.edited), _records(a.control), para,
+                               single_deltas(edit), a.batch_size)
+    else:
+        rows = evaluate(model, tok, _records(a.edited), _records(a.control), para, a.batch_size)
     write_jsonl(a.out, rows)
 
 
@@ -258,11 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s = sub.choices["edit"]
     s.add_argument("--editor", required=True)
-    s.add_argument("--hparams", type=_json, default={})
+    s.add_argument("--hparams", type=_json, default={}, help="overrides (JSON), applied last")
+    s.add_argument("--hparams-set", help="versioned hyperparameter file hparams/<editor>/<set>.yaml")
     s.add_argument("--requests", required=True, help="records to edit (JSONL)")
     s.add_argument("--paraphrases", required=True)
     s.add_argument("--k", type=int, default=0, help="augmentation paraphrases per edit")
     s.add_argument("--stats", nargs="*", default=[])
+    s.add_argument("--regime", choices=["batch", "sequential", "single"], default="batch",
+                   help="batch: all facts at once; sequential: --batch-size facts at a time, one after "
+                        "another; single: each fact alone from the unedited model")
+    s.add_argument("--batch-size", type=int, default=0, help="facts per call in the sequential regime (0 = all)")
     s.add_argument("--out", required=True)
     s = sub.choices["finetune"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
@@ -274,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-model", required=True)
     s.add_argument("--out-metrics", required=True)
     s.add_argument("--out-log", required=True, help="full training log (JSON)")
+    s.add_argument("--edited", help="edited facts (needed for an edit in the single regime)")
+    s.add_argument("--control", help="control facts (single regime)")
+    s.add_argument("--paraphrases", help="paraphrase splits (single regime)")
+    s.add_argument("--batch-size", type=int, default=32, help="scoring batch size (single regime)")
     s = sub.choices["evaluate"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
     s.add_argument("--edited", required=True)

@@ -59,10 +59,12 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
         _known(where, f"facts.{name}.source.type", f["source"]["type"], FACT_SOURCES, "fact source type")
     for name, c in config["corpora"].items():
         _known(where, f"corpora.{name}.source.type", c["source"]["type"], CORPUS_SOURCES, "corpus source type")
-    for name in g["editors"]:
-        try:
-            make_hparams(name, config["editors"][name])
-        except InputError as e:
-            raise InputError(f"{where}: editors.{name}: {e}") from e
+    for model in g["models"]:
+        hset = config["models"][model].get("hparams")
+        for name in g["editors"]:
+            try:
+                make_hparams(name, config["editors"][name], hset)
+            except InputError as e:
+                raise InputError(f"{where}: editors.{name} (model {model}): {e}") from e
     for name in g["tasks"]:
         FinetuneArgs.from_dict(config["tasks"][name].get("params", {}), where=f"{where}: tasks.{name}.params")

@@ -88,7 +88,7 @@ def eval_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
 
 
 def finetune(model, tok, train_texts, eval_texts, args: FinetuneArgs, seed: int,
-             frozen_layers: list[int] = ()) -> dict:
+             frozen_layers: list[int] = (), progress: bool = True) -> dict:
     """Train ``model`` in place; return a log with the task score before and after."""
     arch_of(model)
     torch.manual_seed(seed)
@@ -104,7 +104,7 @@ def finetune(model, tok, train_texts, eval_texts, args: FinetuneArgs, seed: int,
     loss_before = eval_loss(model, held, args.batch_size)
     losses, t0, order, pos = [], time.time(), torch.randperm(len(train), generator=gen), 0
     model.train()
-    for step in tqdm(range(args.steps), desc="finetune", mininterval=5):
+    for step in tqdm(range(args.steps), desc="finetune", mininterval=5, disable=not progress):
         if pos + args.batch_size > len(order):
             order, pos = torch.randperm(len(train), generator=gen), 0
         batch = train[order[pos : pos + args.batch_size]].to(dev)

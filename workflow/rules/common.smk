@@ -70,15 +70,30 @@ def corpus_source_files(wildcards):
     return source_files(corpus_cfg(wildcards)["source"])
 
 
+def resolved_hparams(model, editor):
+    """An editor's full hyperparameters on a model (dataclass defaults < the model's hparams
+    set file < the study's overrides). Passed resolved, so that editing a set file or a
+    default reruns exactly the edits it changes."""
+    from dataclasses import asdict
+
+    from edit_retention.editors import make_hparams
+
+    return asdict(make_hparams(editor, config["editors"][editor], hparams_set(model) or None))
+
+
 def editor_hparams(wildcards):
-    return as_json(config["editors"][wildcards.editor])
+    return as_json(resolved_hparams(wildcards.model, wildcards.editor))
 
 
-def editor_layers(editor):
-    """Layers an editor changes, from its validated hyperparameters (``layer`` or ``layers``)."""
+def hparams_set(model):
+    return config["models"][model].get("hparams", "")
+
+
+def editor_layers(model, editor):
+    """Layers an editor changes on a model (from its resolved hyperparameters)."""
     from edit_retention.editors import edited_layers, make_hparams
 
-    return edited_layers(make_hparams(editor, config["editors"][editor]))
+    return edited_layers(make_hparams(editor, resolved_hparams(model, editor)))
 
 
 def editor_uses_stats(editor):
@@ -91,7 +106,7 @@ def editor_stats(wildcards):
     if not editor_uses_stats(wildcards.editor):
         return []
     return expand("data/stats/{model}/{corpus}/{facts}/layer{layer}.safetensors", model=wildcards.model,
-                  corpus=CORPUS, facts=wildcards.facts, layer=editor_layers(wildcards.editor))
+                  corpus=CORPUS, facts=wildcards.facts, layer=editor_layers(wildcards.model, wildcards.editor))
 
 
 def known_flag(wildcards):
@@ -154,5 +169,5 @@ def all_stats():
         for e in G["editors"]:
             if editor_uses_stats(e):
                 out += expand("data/stats/{m}/{c}/{f}/layer{l}.safetensors", m=m, c=CORPUS, f=FACTS,
-                              l=editor_layers(e))
+                              l=editor_layers(m, e))
     return sorted(set(out))

@@ -11,6 +11,8 @@ rule apply_edits:
         directory("data/edits/{model}/{facts}/{editor}/k{k}"),
     params:
         hparams=editor_hparams,
+        regime=config["edit"]["regime"],
+        batch_size=config["edit"].get("batch_size", 0),
         device=config["device"],
     threads: 1
     log:
@@ -18,5 +20,6 @@ rule apply_edits:
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention edit --model {input.model}"
         " --device {params.device} --editor {wildcards.editor} --hparams {params.hparams:q}"
+        " --regime {params.regime} --batch-size {params.batch_size}"
         " --requests {input.requests} --paraphrases {input.paraphrases} --k {wildcards.k}"
         " --stats {input.stats} --out {output} 2> {log}"

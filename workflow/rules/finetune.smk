@@ -8,6 +8,9 @@ rule finetune:
         edit=finetune_edit,
         train=f"data/corpus/{CORPUS}/{{facts}}/train.jsonl",
         eval=f"data/corpus/{CORPUS}/{{facts}}/eval.jsonl",
+        edited="data/select/{model}/{facts}/edit.jsonl",
+        control="data/select/{model}/{facts}/control.jsonl",
+        paraphrases="data/facts/{facts}/paraphrases.jsonl",
     output:
         model=temp(directory("data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/model")),
         metrics="data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/metrics.json",
@@ -16,6 +19,7 @@ rule finetune:
         task=task_params,
         freeze=finetune_freeze,
         device=config["device"],
+        batch_size=config["evaluate"]["batch_size"],
     threads: 1
     log:
         "logs/finetune/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}.log",
@@ -24,4 +28,5 @@ rule finetune:
         " --device {params.device} --edit {input.edit} --train {input.train} --eval {input.eval}"
         " --params {params.task:q} --freeze {params.freeze} --seed {wildcards.seed}"
         " --out-model {output.model} --out-metrics {output.metrics}"
-        " --out-log {output.train_log} 2> {log}"
+        " --out-log {output.train_log} --edited {input.edited} --control {input.control}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} 2> {log}"

@@ -24,6 +24,8 @@ Usage::
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..io import InputError
 from .base import (EditError, EditResult, apply_deltas, deltas_applied, help_of, load_edit,
                    request_from_record, save_edit, build_hparams)
@@ -45,12 +47,42 @@ def edited_layers(hp) -> list[int]:
     return [int(x) for x in hp.layers] if hasattr(hp, "layers") else [int(hp.layer)]
 
 
-def make_hparams(name: str, overrides: dict | None = None):
-    """The editor's hyperparameter defaults with ``overrides``; InputError on an unknown key
-    or a wrong type (naming the editor and the key)."""
-    return build_hparams(name, get_editor(name).hparams_cls, overrides)
+HPARAMS_DIR = Path(__file__).resolve().parents[1] / "hparams"
+
+
+def hparams_sets(name: str) -> list[str]:
+    """Names of the versioned hyperparameter files shipped for editor ``name``."""
+    return sorted(p.stem for p in (HPARAMS_DIR / name).glob("*.yaml"))
+
+
+def hparams_file(name: str, hparams_set: str) -> dict:
+    """The overrides in ``hparams/<editor>/<set>.yaml`` (a mapping; InputError naming the file)."""
+    import yaml
+
+    path = HPARAMS_DIR / name / f"{hparams_set}.yaml"
+    if not path.exists():
+        raise InputError(f"{path}: no hyperparameter file for editor {name!r} and set {hparams_set!r} "
+                         f"(shipped sets: {', '.join(hparams_sets(name)) or 'none'})")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: must be a mapping of hyperparameter names to values")
+    return values
+
+
+def make_hparams(name: str, overrides: dict | None = None, hparams_set: str | None = None):
+    """Hyperparameters of editor ``name``: the dataclass defaults, then the versioned file
+    ``hparams/<name>/<hparams_set>.yaml`` (per model family/size, when a set is named), then
+    ``overrides`` (the study config). InputError on an unknown key or a wrong type (naming the
+    editor, the key and, for a file, its path)."""
+    cls = get_editor(name).hparams_cls
+    values = {}
+    if hparams_set:
+        path = HPARAMS_DIR / name / f"{hparams_set}.yaml"
+        values = hparams_file(name, hparams_set)
+        build_hparams(f"{name} ({path})", cls, values)   # errors name the file
+    return build_hparams(name, cls, {**values, **(overrides or {})})
 
 
 __all__ = ["EDITORS", "EditError", "EditResult", "edited_layers", "FtLHparams", "RomeHparams", "apply_deltas",
-           "deltas_applied", "get_editor", "help_of", "load_edit", "make_hparams",
+           "deltas_applied", "get_editor", "help_of", "hparams_file", "hparams_sets", "load_edit", "make_hparams",
            "request_from_record", "save_edit"]
