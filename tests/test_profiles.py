@@ -1,0 +1,49 @@
+"""Execution profiles (workflow/profiles/*): each one parses, plans the whole study, and
+hands the heavy rules the resources and device it promises. Dry runs only (-n), so no
+GPU or SLURM cluster is needed; the SLURM executor plugin must be installed."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("select_intrinsic", "layer_stats", "apply_edits", "finetune", "evaluate_edited", "evaluate_finetuned")
+
+
+def dry_run(profile: str) -> dict[str, list[str]]:
+    """Job blocks of a forced dry run, per rule (each block: its printed lines)."""
+    exe = Path(sys.executable).parent / "snakemake"
+    r = subprocess.run([str(exe), "-n", "-p", "--forceall", "--profile", f"workflow/profiles/{profile}"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    blocks: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", r.stdout):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            blocks.setdefault(m.group(1), []).append(block)
+    return blocks
+
+
+@pytest.mark.parametrize("profile", ["gpu", "slurm"])
+def test_gpu_profiles_claim_gpus_and_cuda(profile):
+    blocks = dry_run(profile)
+    assert {"apply_edits", "finetune", "summarize", "figures"} <= set(blocks)
+    for rule in HEAVY:
+        for b in blocks[rule]:
+            assert re.search(r"resources:.*\bgpu=1\b", b), (rule, b)
+            assert "--device cuda" in b, (rule, b)
+    if profile == "slurm":
+        ft = blocks["finetune"][0]
+        assert "runtime=240" in ft and "mem_mb=16000" in ft and "slurm_partition=gpu" in ft
+    for b in blocks["summarize"]:
+        assert not re.search(r"\bgpu=", b)
+
+
+def test_local_profile_runs_on_cpu():
+    blocks = dry_run("local")
+    for b in blocks["finetune"]:
+        assert "--device cpu" in b and not re.search(r"\bgpu=", b)
