@@ -64,3 +64,14 @@ def test_cli_bad_fact_file_fails_before_writing(tmp_path):
                         json.dumps({"type": "jsonl", "path": str(empty)}), "--out", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "the fact set is empty" in r.stderr
+
+
+def test_stale_temporaries_of_a_killed_writer_are_cleared(tmp_path):
+    from edit_retention.io import atomic_dir, write_text
+    (tmp_path / ".out.json.abc.tmp").write_text("half")
+    (tmp_path / ".model.xyz.tmp").mkdir()
+    (tmp_path / ".other.json.abc.tmp").write_text("someone else's")
+    write_text(tmp_path / "out.json", "{}")
+    with atomic_dir(tmp_path / "model") as d:
+        (d / "w").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.abc.tmp", "model", "out.json"]

@@ -18,11 +18,19 @@ class InputError(ValueError):
     """Bad user input; the message names the file, record and field."""
 
 
+def _clear_stale(path: Path) -> None:
+    """Remove temporaries a killed writer of ``path`` left behind (``.name.*.tmp``); one
+    writer per output at a time (Snakemake's guarantee), so none of them is live."""
+    for old in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -40,6 +48,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory next to ``path``; swap it into place on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o755)
     try:
