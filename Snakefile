@@ -32,3 +32,4 @@ rule all:
         "data/results/summary.csv",
         "data/results/metrics.json",
         FIGURES,
+        RESULTS,

@@ -31,6 +31,10 @@ def test_default_and_smoke_configs_are_valid(cfg):
     (lambda c: c["editors"]["rome"].update(v_lrr=0.1), "editors.rome"),
     (lambda c: c["tasks"]["text"]["params"].update(lr="x"), "tasks.text.params"),
     (lambda c: c["facts"]["builtin"]["source"].update(type="wikidata"), "facts.builtin.source.type"),
+    (lambda c: c["edit"].update(regime="parallel"), "edit.regime: 'parallel' is not one of"),
+    (lambda c: c["models"]["smollm2-135m"].update(hparams="gpt5"),
+     "editors.rome \\(model smollm2-135m\\): .*no hyperparameter file for editor 'rome' and set 'gpt5'"),
+    (lambda c: c["editors"]["rome"].update(layer="5"), "editors.rome .*key 'layer' must be int"),
 ])
 def test_bad_config_names_the_key(cfg, mutate, message):
     mutate(cfg)

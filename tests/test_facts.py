@@ -14,7 +14,9 @@ from edit_retention.facts.templates import DEFAULT_RELATIONS, RELATIONS
 from edit_retention.io import InputError, write_jsonl
 from edit_retention.records import fill, validate_records
 
-COUNTERFACT = Path("/work/shared/datasets/counterfact/counterfact_500.json")
+# Real public data beside the repository (../shared/datasets); tests that read it skip without it.
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+COUNTERFACT = DATASETS / "counterfact" / "counterfact_500.json"
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +127,15 @@ def test_name_helpers():
 # ---------------------------------------------------------------- dispatch
 
 def test_load_facts_dispatch_errors(tmp_path):
-    with pytest.raises(InputError, match="unknown type 'nope'.*builtin, counterfact, jsonl"):
+    with pytest.raises(InputError, match="unknown type 'nope'.*builtin, counterfact, counterfact_easyedit, "
+                                         "jsonl, pararel, zsre"):
         load_facts({"type": "nope"})
     with pytest.raises(InputError, match="unknown field.*'colour'"):
         load_facts({"type": "builtin", "colour": 1})
     with pytest.raises(InputError, match="limit"):
         load_facts({"type": "builtin", "limit": 0})
+    with pytest.raises(InputError, match="min_paraphrases"):
+        load_facts({"type": "builtin", "min_paraphrases": True})
     with pytest.raises(InputError, match="no such file"):
         load_facts({"type": "jsonl", "path": str(tmp_path / "missing.jsonl")})
 

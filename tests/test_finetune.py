@@ -60,3 +60,109 @@ def test_args_reject_unknown_key_and_wrong_type():
     with pytest.raises(InputError, match="'lr' must be float"):
         FinetuneArgs.from_dict({"lr": "fast"})
     assert FinetuneArgs.from_dict({"lr": 1}).lr == 1.0
+
+
+# ---------------------------------------------------------------- methods, freezing, checkpoints
+
+from edit_retention.finetune import MethodSpec, resolve_freeze  # noqa: E402
+
+ARGS = dict(steps=3, lr=3e-3, batch_size=4, seq_len=32, warmup_steps=1, eval_blocks=4)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_lora_dora_train_adapters_and_merge_into_the_model(tiny_model, method):
+    model, tok = tiny_model
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    spec = MethodSpec.parse({"type": method, "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    log = finetune(model, tok, TEXTS, TEXTS[:8], FinetuneArgs(**ARGS), seed=0, frozen_layers=[1], method=spec)
+    assert log["method"]["type"] == method and 0 < log["n_trainable_params"] < 100_000
+    assert type(model).__name__ == "LlamaForCausalLM" and not any("lora" in n for n, _ in model.named_parameters())
+    assert set(before) == {n for n, _ in model.named_parameters()}
+    for n, p in model.named_parameters():
+        changed = not torch.equal(before[n], p.detach())
+        if n.startswith("model.layers.2.self_attn.q_proj") or n.startswith("model.layers.0.self_attn.v_proj"):
+            assert changed, n
+        elif ("q_proj" not in n and "v_proj" not in n) or n.startswith("model.layers.1."):
+            assert not changed, n   # untouched modules and the frozen block keep their weights
+    assert all(p.requires_grad for p in model.parameters())
+    assert log["eval_loss"] < log["eval_loss_before"]
+
+
+def test_lora_target_module_the_model_lacks_is_named(tiny_model):
+    model, tok = tiny_model
+    spec = MethodSpec.parse({"type": "lora", "target_modules": ["q_proj", "c_attn"]})
+    with pytest.raises(InputError, match="no linear module 'c_attn'"):
+        finetune(model, tok, TEXTS, TEXTS[:8], FinetuneArgs(**ARGS), seed=0, method=spec)
+    with pytest.raises(InputError, match="unknown fine-tuning method 'qlora'"):
+        MethodSpec.parse("qlora")
+    with pytest.raises(InputError, match="unknown key"):
+        MethodSpec.parse({"type": "lora", "rank": 4})
+
+
+def test_freezing_strategies():
+    assert resolve_freeze("none", None, 4) == ([], False)
+    assert resolve_freeze("edited", [2], 4) == ([2], False)
+    assert resolve_freeze("non_edited", [2], 4) == ([2], False)      # alias: train only the non-edited layers
+    assert resolve_freeze("only_edited", [2], 4) == ([0, 1, 3], True)
+    assert resolve_freeze("layers:0-1,3", None, 4) == ([0, 1, 3], False)
+    with pytest.raises(InputError, match="layer 4 is outside the model"):
+        resolve_freeze("layers:2-4", None, 4)
+    with pytest.raises(InputError, match="needs an edit"):
+        resolve_freeze("only_edited", None, 4)
+    with pytest.raises(InputError, match="the edit's layer 9 is outside"):
+        resolve_freeze("edited", [9], 4)
+    with pytest.raises(InputError, match="unknown freezing strategy 'top'"):
+        resolve_freeze("top", [1], 4)
+
+
+def test_only_edited_trains_only_the_edited_block(tiny_model):
+    model, tok = tiny_model
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    frozen, non_layer = resolve_freeze("only_edited", [2], 4)
+    finetune(model, tok, TEXTS, TEXTS[:8], FinetuneArgs(**ARGS), seed=0, frozen_layers=frozen,
+             freeze_non_layer=non_layer, progress=False)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert changed and all(n.startswith("model.layers.2.") for n in changed)
+
+
+def test_checkpoints_run_at_every_n_steps_but_the_last(tiny_model):
+    model, tok = tiny_model
+    args = FinetuneArgs(**{**ARGS, "steps": 5, "checkpoint_every": 2})
+    assert args.checkpoint_steps() == [2, 4]
+    seen = []
+    log = finetune(model, tok, TEXTS, TEXTS[:8], args, seed=0, progress=False,
+                   on_checkpoint=lambda step, net: seen.append((step, net.training)))
+    assert seen == [(2, False), (4, False)] and log["checkpoint_steps"] == [2, 4]
+    assert FinetuneArgs(steps=4, checkpoint_every=4).checkpoint_steps() == []
+
+
+def test_cli_finetune_writes_flat_metrics_and_checkpoint_scores(tiny_model_dir, tmp_path):
+    import json
+
+    from edit_retention.cli import main
+    from edit_retention.io import read_jsonl, write_jsonl
+    from conftest import make_record
+
+    recs = [make_record(0), make_record(1, subject="Sylvania", true="Lyon", new="Oslo")]
+    write_jsonl(tmp_path / "edited.jsonl", recs[:1])
+    write_jsonl(tmp_path / "control.jsonl", recs[1:])
+    write_jsonl(tmp_path / "para.jsonl", [{"case_id": r["case_id"], "augment": [], "evaluate": ["{} is a place whose capital is"]}
+                                          for r in recs])
+    write_jsonl(tmp_path / "train.jsonl", [{"text": t} for t in TEXTS])
+    write_jsonl(tmp_path / "eval.jsonl", [{"text": t} for t in TEXTS[:8]])
+    common = ["finetune", "--model", str(tiny_model_dir), "--train", str(tmp_path / "train.jsonl"),
+              "--eval", str(tmp_path / "eval.jsonl"), "--edited", str(tmp_path / "edited.jsonl"),
+              "--control", str(tmp_path / "control.jsonl"), "--paraphrases", str(tmp_path / "para.jsonl"),
+              "--out-model", str(tmp_path / "model"), "--out-metrics", str(tmp_path / "m.json"),
+              "--out-log", str(tmp_path / "log.json"), "--out-steps", str(tmp_path / "steps")]
+    params = json.dumps({**ARGS, "steps": 4, "checkpoint_every": 2})
+    assert main(common + ["--params", params, "--method", "lora", "--freeze", "layers:0"]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert all(isinstance(v, (int, float)) for v in metrics.values()) and "task_score" in metrics
+    assert json.loads((tmp_path / "steps/index.json").read_text()) == {"steps": [2]}
+    rows = read_jsonl(tmp_path / "steps/step-2.jsonl")
+    assert {r["knowledge"] for r in rows} == {"edited", "intrinsic"} and all("lp_target" in r for r in rows)
+    assert (tmp_path / "model/config.json").exists()
+    # strategies that need the edit's log fail clearly without one
+    assert main(common + ["--params", params, "--freeze", "only_edited"]) == 2
+    assert main(common + ["--params", params, "--freeze", "layers:0-7"]) == 2

@@ -59,7 +59,8 @@ def test_too_few_paraphrases_names_case_and_field():
     rec = make_record(3)
     rec["paraphrase_prompts"] = ["{}'s capital city is", "{}'s capital city is ", rec["prompt"]]
     with pytest.raises(InputError, match=r"case_id 'c3': field 'paraphrase_prompts' has 1 distinct"):
-        split_paraphrases([rec], n_eval=1)
+        split_paraphrases([rec], n_eval=2)
+    assert split_paraphrases([rec], n_eval=1)[0] == {"case_id": "c3", "augment": [], "evaluate": ["{}'s capital city is"]}
     assert split_paraphrases([rec], n_eval=0)[0]["augment"] == ["{}'s capital city is"]
     with pytest.raises(InputError, match="n_eval"):
         split_paraphrases([rec], n_eval=-1)
@@ -72,4 +73,12 @@ def test_counterfact_has_two_paraphrases_per_case():
     rows = split_paraphrases(recs, n_eval=1)
     assert all(len(r["augment"]) == 1 and len(r["evaluate"]) == 1 for r in rows)
     with pytest.raises(InputError, match="paraphrase_prompts"):
-        split_paraphrases(recs, n_eval=2)
+        split_paraphrases(recs, n_eval=3)
+
+
+def test_one_rephrasing_is_enough_for_evaluation_only():
+    from edit_retention.paraphrase import split_record
+    rec = {"case_id": "z1", "prompt": "Who founded {}?", "paraphrase_prompts": ["{} was founded by whom?"]}
+    assert split_record(rec, 1) == {"case_id": "z1", "augment": [], "evaluate": ["{} was founded by whom?"]}
+    with pytest.raises(InputError, match="has 1 distinct paraphrases other than the prompt; 2 are needed"):
+        split_record(rec, 2)

@@ -39,6 +39,12 @@ def run(cmd, cwd, check=True):
     return r
 
 
+# Jobs downstream of the summary: statistics, one rule per figure, results.md.
+RESULT_RULES = {"analyze": 1, "report": 1, "figure_retention_by_editor": 1, "figure_retention_vs_steps": 1,
+                "figure_retention_vs_k": 1, "figure_freezing": 1, "figure_methods": 1,
+                "figure_retention_vs_edit_size": 1}
+
+
 def planned_rules(cwd) -> dict[str, int]:
     """Jobs a Snakemake dry run would execute, per rule."""
     out = run("snakemake -n --cores 1", cwd).stdout
@@ -73,14 +79,18 @@ def test_smoke_study_builds_every_stage(repo):
     assert list(summary.columns) == ["model", "editor", "task", "remedy", "seed", "knowledge",
                                      "phase", "metric", "value", "n"]
     assert set(summary.editor) == {"rome", "ft_l"}
-    assert set(summary.remedy) == {"none", "paraphrase", "freeze"}
+    assert set(summary.remedy) == {"none", "paraphrase", "freeze", "lora"}
+    assert set(summary.task) == {"text"}
     assert {"base", "edited", "finetuned"} <= set(summary.phase)
     assert {"edited", "intrinsic"} <= set(summary.knowledge)
     es = summary.query("knowledge == 'edited' and metric == 'rewrite_success' and phase == 'edited'")
-    assert len(es) == 6 and es.value.between(0, 1).all()
+    # 2 editors x 1 task x 4 remedies (none, paraphrase, freeze, lora)
+    assert len(es) == 8 and es.value.between(0, 1).all()
+    assert "step-2" in set(summary.phase)           # the text task's checkpoint
     metrics = json.loads((repo / "data/results/metrics.json").read_text())
     assert set(metrics) == {"rome", "ft_l"}
-    for name in ("retention_by_editor", "remedies", "phases"):
+    for name in ("retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",
+                 "retention_vs_edit_size"):
         for ext in ("png", "pdf"):
             assert (repo / f"figures/{name}.{ext}").stat().st_size > 1000
     # Edits are deltas, not model copies; fine-tuned weights were temporary.
@@ -97,7 +107,7 @@ def test_second_run_has_nothing_to_do(repo):
 
 def test_dvc_reports_dag_metrics_and_plots(repo):
     dag = run("dvc dag", repo).stdout
-    for stage in ("models", "facts", "intrinsic", "edits", "finetune_evaluate", "summarize", "figures"):
+    for stage in ("models", "facts", "intrinsic", "edits", "finetune_evaluate", "summarize", "figures", "report"):
         assert stage in dag
     assert "edited_retention" in run("dvc metrics show --json", repo).stdout
     run("dvc plots show -o plots_html", repo)
@@ -111,12 +121,30 @@ def test_changed_learning_rate_reruns_only_downstream(repo):
     cfg["tasks"]["text"]["params"]["lr"] = 2.0e-3
     p.write_text(yaml.safe_dump(cfg, sort_keys=False))
     try:
-        assert planned_rules(repo) == {"finetune": 6, "evaluate_finetuned": 6, "summarize": 1,
-                                       "figures": 1, "all": 1}
+        # the text task's cells only: 2 editors x 4 remedies (the sst task is untouched)
+        assert planned_rules(repo) == {"finetune": 8, "evaluate_finetuned": 8, "summarize": 1,
+                                       **RESULT_RULES, "all": 1}
         dry = run("dvc repro --dry", repo).stdout
         assert "Running stage 'finetune_evaluate'" in dry and "Running stage 'edits'" not in dry
     finally:
         p.write_text(original)
+    assert planned_rules(repo) == {}
+
+
+def test_changed_stage_code_reruns_only_its_dependants(repo):
+    """Stage code is an input of its rules: a changed file reruns its stage and dependants
+    (Snakemake compares checksums, so a mere touch does not)."""
+    f = repo / "src/edit_retention/finetune.py"
+    original = f.read_text()
+    os.utime(f)
+    assert planned_rules(repo) == {}
+    f.write_text(original + "\n# a changed line\n")
+    try:
+        # every fine-tune: 2 editors x 2 tasks x 4 remedies (task data and edits are not redone)
+        assert planned_rules(repo) == {"finetune": 8, "evaluate_finetuned": 8, "summarize": 1,
+                                       **RESULT_RULES, "all": 1}
+    finally:
+        f.write_text(original)
     assert planned_rules(repo) == {}
 
 
@@ -150,3 +178,43 @@ def test_remote_round_trip(repo, tmp_path):
     assert planned_rules(repo) == {}
     assert (repo / "data/results/summary.csv").read_bytes() == before
     assert "up to date" in run("dvc status", repo).stdout
+
+
+def test_killed_run_reruns_to_identical_results(repo):
+    """Determinism and interruption: kill a rebuild mid-job (SIGKILL, no clean-up), rerun,
+    and every rebuilt file is byte-identical to the first build's."""
+    import signal
+    import time
+
+    target = "data/scores/tiny-llama/builtin-small/finetuned/rome/none/text/s0.jsonl"
+    metrics = "data/finetuned/tiny-llama/builtin-small/rome/none/text/s0/metrics.json"
+    before = {f: (repo / f).read_bytes() for f in (target, metrics)}
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.Popen(["snakemake", "--cores", "1", "--forcerun", "finetune", "--", target], cwd=repo,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = repo / "logs/finetune/tiny-llama/builtin-small/rome/none/text/s0.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and log.stat().st_mtime > time.time() - 60 and "finetune" in log.read_text():
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run(["snakemake", "--cores", "2", "--rerun-incomplete", "--", target], repo)
+    for f, data in before.items():
+        assert (repo / f).read_bytes() == data, f
+    assert not list((repo / "data").glob("**/*.tmp*"))
+
+
+def test_single_regime_end_to_end(repo):
+    """A fresh model per fact: one delta set per fact, scored per fact, fine-tuned per fact."""
+    (repo / "single.yaml").write_text("edit: {regime: single, batch_size: 0}\n")
+    target = "data/scores/tiny-llama/builtin-small/finetuned/rome/none/text/s0.jsonl"
+    run(["snakemake", "--cores", "2", "--configfile", "single.yaml", "--", target], repo)
+    log = json.loads((repo / "data/edits/tiny-llama/builtin-small/rome/k0/log.json").read_text())
+    assert log["regime"] == "single" and len(log["single_case_ids"]) == 6
+    rows = [json.loads(line) for line in (repo / target).read_text().splitlines()]
+    assert {r["knowledge"] for r in rows} == {"edited", "intrinsic"}
+    assert len({r["case_id"] for r in rows if r["knowledge"] == "edited"}) == 6
+    train_log = json.loads((repo / "data/finetuned/tiny-llama/builtin-small/rome/none/text/s0/train_log.json").read_text())
+    assert train_log["regime"] == "single" and len(train_log["runs"]) == 6

@@ -1,47 +1,38 @@
-"""Figures render from a synthetic summary, as PNG and PDF."""
+"""Every figure renders (PNG + PDF) from a synthetic cells table; absent cells give a
+"not in this grid" panel, never an error."""
 from __future__ import annotations
 
-import math
-
-import pandas as pd
 import pytest
 
-from edit_retention.io import InputError
-from edit_retention.plots import make_figures
-from edit_retention.summarize import COLUMNS, write_summary
+from _synth import KEEP, REMEDIES, TASKS, make_grid
+from edit_retention.inference import elasticity
+from edit_retention.io import InputError, write_json
+from edit_retention.plots import FIGURES, build, make_figure, make_figures
+from edit_retention.summarize import relations_of, summarize_all, write_results
 
 
-def _summary() -> pd.DataFrame:
-    rows = []
-    for editor in ("rome", "memit"):
-        for remedy in ("none", "paraphrase", "freeze"):
-            for seed in (0, 1):
-                lab = {"model": "tiny", "editor": editor, "task": "text", "remedy": remedy, "seed": seed}
-                for knowledge, ret in (("edited", 0.4), ("intrinsic", 0.9)):
-                    if editor == "memit" and remedy == "freeze" and knowledge == "intrinsic":
-                        rows.append(dict(lab, knowledge=knowledge, phase="finetuned",
-                                         metric="retention_rewrite", value=math.nan, n=0))
-                    else:
-                        rows.append(dict(lab, knowledge=knowledge, phase="finetuned",
-                                         metric="retention_rewrite", value=ret, n=10))
-                    for phase, v in (("base", 0.0 if knowledge == "edited" else 1.0), ("edited", 0.9),
-                                     ("step-10", 0.7), ("finetuned", ret)):
-                        rows.append(dict(lab, knowledge=knowledge, phase=phase,
-                                         metric="rewrite_success", value=v, n=10))
-                rows.append(dict(lab, knowledge="task", phase="finetuned", metric="eval_loss",
-                                 value=2.0, n=None))
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    df["n"] = df["n"].astype("Int64")
-    return df
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plots")
+    cells, rec = make_grid(tmp, list(REMEDIES), KEEP, steps=(1, 2, 3), editors=("rome", "memit"), n=9)
+    res = summarize_all(cells, relations_of([rec]), REMEDIES, TASKS, n_boot=50)
+    out = tmp / "results"
+    write_results(res, out / "summary.csv", out / "metrics.json", out / "cells.csv", out / "facts.csv",
+                  out / "problems.csv")
+    write_json(out / "elasticity.json", {"curves": elasticity(res.units, res.cells, n_boot=30)})
+    return res, out
 
 
-def test_make_figures_writes_png_and_pdf(tmp_path):
-    csv = tmp_path / "summary.csv"
-    write_summary(_summary(), csv, tmp_path / "metrics.json")
-    paths = make_figures(csv, tmp_path / "figs")
+def _texts(fig) -> str:
+    return " ".join(t.get_text() for ax in fig.axes for t in ax.texts) + " " + (
+        fig._suptitle.get_text() if fig._suptitle else "")
+
+
+def test_every_figure_writes_png_and_pdf(tables, tmp_path):
+    _, out = tables
+    paths = make_figures(out / "cells.csv", tmp_path / "figs", fits=out / "elasticity.json")
     names = sorted(p.name for p in paths)
-    assert names == sorted(f"{n}.{e}" for n in ("retention_by_editor", "remedies", "phases")
-                           for e in ("png", "pdf"))
+    assert names == sorted(f"{n}.{e}" for n in FIGURES for e in ("png", "pdf"))
     for p in paths:
         head = p.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")
@@ -49,9 +40,24 @@ def test_make_figures_writes_png_and_pdf(tmp_path):
     assert sorted(x.name for x in (tmp_path / "figs").iterdir()) == names  # no temp files left
 
 
-def test_missing_baseline_remedy_is_an_error(tmp_path):
-    df = _summary()
-    csv = tmp_path / "summary.csv"
-    write_summary(df[df.remedy != "none"], csv, tmp_path / "metrics.json")
-    with pytest.raises(InputError, match="remedy 'none'"):
-        make_figures(csv, tmp_path / "figs")
+def test_one_figure_at_a_time(tables, tmp_path):
+    _, out = tables
+    got = make_figure("retention_vs_k", out / "cells.csv", tmp_path / "k.png", tmp_path / "k.pdf",
+                      fits=out / "elasticity.json")
+    assert [p.name for p in got] == ["k.png", "k.pdf"]
+    with pytest.raises(InputError, match="unknown figure"):
+        make_figure("nope", out / "cells.csv", tmp_path / "x.png", tmp_path / "x.pdf")
+
+
+def test_data_figures_have_data_and_absent_cells_say_not_in_this_grid(tables):
+    res, _ = tables
+    cells = res.cells
+    for name in ("retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods"):
+        assert "not in this grid" not in _texts(build(name, cells)), name
+    assert "not in this grid" in _texts(build("retention_vs_edit_size", cells))     # one edit-set size
+    only_none = cells[cells.remedy == "none"]
+    for name in ("retention_vs_k", "freezing", "methods"):
+        assert "not in this grid" in _texts(build(name, only_none)), name
+    no_traits = cells.assign(paraphrase_k=float("nan"))
+    assert "not in this grid" in _texts(build("retention_by_editor", no_traits))
+    assert "not in this grid" in _texts(build("retention_by_editor", cells.iloc[0:0]))

@@ -31,7 +31,7 @@ def dry_run(profile: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("profile", ["gpu", "slurm"])
 def test_gpu_profiles_claim_gpus_and_cuda(profile):
     blocks = dry_run(profile)
-    assert {"apply_edits", "finetune", "summarize", "figures"} <= set(blocks)
+    assert {"apply_edits", "finetune", "summarize", "figure_retention_by_editor", "report"} <= set(blocks)
     for rule in HEAVY:
         for b in blocks[rule]:
             assert re.search(r"resources:.*\bgpu=1\b", b), (rule, b)

@@ -156,3 +156,92 @@ def test_retention_table_has_one_row_per_cell_and_knowledge():
     t = retention_table(df)
     assert t.to_dict("records") == [{"cell": "rome/none/t/s0/edited", "retention": 0.5, "n": 4},
                                     {"cell": "rome/none/t/s0/intrinsic", "retention": 1.0, "n": 4}]
+
+
+# --- units, cells table with CIs, step phases, problems --------------------------------
+
+from edit_retention.summarize import read_table, relations_of, summarize_all, write_results  # noqa: E402
+
+
+def test_units_reproduce_every_summary_value(tmp_path):
+    paths = _files(tmp_path)
+    res = summarize_all([_cell(paths)], n_boot=50)
+    u = res.units
+    for _, r in res.summary[res.summary.knowledge != "task"].iterrows():
+        sel = u[(u.knowledge == r.knowledge) & (u.phase == r.phase) & (u.metric == r.metric)]
+        if r.n == 0:
+            assert sel.den.sum() == 0
+            continue
+        v = sel.num.sum() / sel.den.sum()
+        v = math.exp(v) if r.metric == "target_prob_ratio" else v
+        assert v == pytest.approx(r.value), (r.knowledge, r.phase, r.metric)
+
+
+def test_step_phases_are_accepted_and_ordered(tmp_path):
+    phases = dict(PHASES)
+    phases["step-10"] = PHASES["edited"]
+    phases["step-2"] = PHASES["finetuned"]
+    paths = _files(tmp_path, phases)
+    cell = _cell({k: paths[k] for k in ("finetuned", "step-10", "base", "step-2", "edited")})
+    df = summarize([cell])
+    assert list(dict.fromkeys(df.phase)) == ["base", "edited", "step-2", "step-10", "finetuned"]
+    assert _get(df, "edited", "step-10", "retention_rewrite") == (1.0, 3)
+    assert _get(df, "edited", "step-2", "retention_rewrite")[0] == pytest.approx(1 / 3)
+    with pytest.raises(InputError, match="unknown phase 'later'"):
+        summarize([_cell({**paths, "later": paths["edited"]})])
+
+
+def test_cli_cell_parser_takes_step_phases():
+    from edit_retention.cli import _cell as parse
+    c = parse("model=m,editor=e,task=t,remedy=r,seed=2,finetuned=F,step-10=S10,base=B,step-2=S2,edited=E,"
+              "task_metrics=T")
+    assert list(c["phases"]) == ["base", "edited", "step-2", "step-10", "finetuned"]
+    assert c["seed"] == 2 and c["task_metrics"] == "T"
+
+
+def test_cells_table_pools_seeds_with_ci_and_traits(tmp_path):
+    write_jsonl(tmp_path / "records.jsonl", [{"case_id": c, "relation": "P1"} for c in
+                                             ("e0", "e1", "e2", "e3", "i0", "i1", "i2")])
+    paths = _files(tmp_path)
+    cells = [_cell(paths, seed=s) for s in (0, 1)]
+    for c, s in zip(cells, (0, 1)):
+        c["seed"] = s
+    res = summarize_all(cells, relations_of([tmp_path / "records.jsonl"]),
+                        {"none": {"paraphrase_k": 0, "freeze": "none"}}, {"text": {"params": {"steps": 40}}},
+                        n_boot=100)
+    row = res.cells[(res.cells.knowledge == "edited") & (res.cells.phase == "finetuned")
+                    & (res.cells.metric == "retention_rewrite")].iloc[0]
+    assert row.value == pytest.approx(1 / 3) and row.n == 6 and row.n_facts == 3 and row.n_seeds == 2
+    assert row.ci_low <= row.value <= row.ci_high and row.seeds == "0;1" and row.seed_std == 0
+    assert (row.paraphrase_k, row.freeze, row.method, row.n_edits, row.step) == (0, "none", "full", 4, 40)
+    assert set(res.units.relation) == {"P1"} and res.problems.empty
+    write_results(res, tmp_path / "o/summary.csv", tmp_path / "o/metrics.json", tmp_path / "o/cells.csv",
+                  tmp_path / "o/facts.csv", tmp_path / "o/problems.csv")
+    back = read_table(tmp_path / "o/cells.csv")
+    assert len(back) == len(res.cells) and back.value.isna().sum() == res.cells.value.isna().sum()
+    assert list(read_summary(tmp_path / "o/summary.csv").columns) == COLUMNS
+
+
+def test_problems_name_n0_nan_missing_seed_and_failed_cell(tmp_path):
+    phases = dict(PHASES)
+    phases["edited"] = [dict(r, p_target=0.01, lp_target=math.log(0.01)) if r["knowledge"] == "intrinsic" else r
+                        for r in PHASES["edited"]]
+    paths = _files(tmp_path, phases)
+    write_json(tmp_path / "nan.json", {"eval_loss": None})
+    good = _cell(paths, task_metrics=str(tmp_path / "nan.json"))
+    other_seed = dict(_cell(paths, remedy="freeze"), seed=1)
+    failed = dict(_cell(paths, remedy="freeze"), phases={**{k: str(v) for k, v in paths.items()},
+                                                          "finetuned": str(tmp_path / "missing.jsonl")})
+    with pytest.raises((InputError, OSError)):
+        summarize_all([good, other_seed, failed], n_boot=20)
+    res = summarize_all([good, other_seed, failed], remedies={"none": {"paraphrase_k": 0, "freeze": "none"}},
+                        allow_missing=True, n_boot=20)
+    text = res.problems.problem.tolist()
+    assert any(p.startswith("n = 0") for p in text)                        # intrinsic retention
+    assert any(p.startswith("value is NaN") for p in text)                 # eval_loss null
+    assert any(p.startswith("cell failed") and "missing.jsonl" in p for p in text)
+    missing = res.problems[res.problems.problem.str.startswith("seed missing")]
+    assert set(zip(missing.remedy, missing.seed)) == {("none", 1), ("freeze", 0)}
+    assert any("no relation" in p for p in text) and any("'freeze'" in p or "not defined" in p for p in text)
+    # the failed cell is absent from the summary, not averaged in
+    assert set(zip(res.summary.remedy, res.summary.seed)) == {("none", 0), ("freeze", 1)}

@@ -4,9 +4,9 @@ Usage::
 
     python -m edit_retention <stage> [options]       # --help on any stage
 
-Stages: prepare-model, prepare-facts, paraphrases, corpus, select, stats, edit,
-finetune, evaluate, summarize, figures, check-config. Structured options (sources,
-hyperparameters) are JSON strings; every output is written atomically.
+Stages: prepare-model, prepare-facts, paraphrases, corpus, task-data, select, stats, edit,
+finetune, evaluate, summarize, analyze, figure, figures, report, check-config. Structured
+options (sources, hyperparameters) are JSON strings; every output is written atomically.
 """
 from __future__ import annotations
 
@@ -146,23 +146,55 @@ def cmd_edit(a):
     save_edit(res, a.out)
 
 
-def _frozen_layers(a, edit) -> list[int]:
-    if a.freeze != "edited":
-        return []
-    if edit is None:
-        raise InputError("finetune: --freeze edited needs --edit (the edit's log names the layers)")
-    return edit.log["edited_layers"]
+def _freeze(a, model, edit) -> tuple[list[int], bool]:
+    """(frozen blocks, non-block parameters frozen too) for --freeze; the edited layers
+    come from the edit's own log."""
+    from .finetune import resolve_freeze
+    from .models import num_layers
+    edited = edit.log["edited_layers"] if edit is not None else None
+    return resolve_freeze(a.freeze, edited, num_layers(model), where="finetune --freeze")
+
+
+def _task_examples(task, path):
+    """Training / held-out examples of a task from a JSONL (passages for causal_lm)."""
+    if task.type == "causal_lm":
+        return _texts(path)
+    from .tasks import check_examples
+    return check_examples(task, read_jsonl(path), path)
 
 
 SINGLE_SCORES = "single_scores.jsonl"
 
 
+def _method_arg(s: str):
+    """--method: a bare name (lora) or JSON ("lora", {"type": "lora", ...})."""
+    return s if s in ("full", "lora", "dora") else _json(s)
+
+
+def cmd_task_data(a):
+    from .tasks import build_task_data, get_task
+    task = get_task(a.type)
+    out = build_task_data(task, a.source, _records(a.records), a.n_train, a.n_eval, a.seed)
+    write_jsonl(a.out_train, out["train"])
+    write_jsonl(a.out_eval, out["eval"])
+    write_json(a.out_meta, out["meta"])
+    log.info("task %s: %d train, %d held-out examples", a.type, len(out["train"]), len(out["eval"]))
+
+
 def cmd_finetune(a):
-    from .finetune import FinetuneArgs, finetune
+    from .finetune import FinetuneArgs, MethodSpec, finetune, task_metrics
     from .io import atomic_dir
+    from .tasks import get_task
     args = FinetuneArgs.from_dict(a.params, where="finetune params")
+    method = MethodSpec.parse(a.method, where="finetune --method")
+    task = get_task(a.task_type)
+    train, held = _task_examples(task, a.train), _task_examples(task, a.eval)
     model, tok, edit = _load(a)
-    frozen = _frozen_layers(a, edit)
+    frozen, non_layer = _freeze(a, model, edit)
+    kw = {"task": task, "method": method, "freeze_non_layer": non_layer}
+    ckpt_steps = args.checkpoint_steps()
+    if ckpt_steps and not a.out_steps:
+        raise InputError("finetune: checkpoint_every > 0 needs --out-steps (a folder for the checkpoint scores)")
     if _is_single(edit):
         # One fine-tune per fact; the per-fact models are scored here and not kept.
         from .editors.regimes import single_deltas
@@ -171,22 +203,56 @@ def cmd_finetune(a):
             if not getattr(a, opt):
                 raise InputError(f"finetune: an edit in the single regime needs --{opt} (facts are scored per fine-tune)")
         para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
+        step_rows: dict = {}
         rows, logs = finetune_single(model, tok, _records(a.edited), _records(a.control), para,
-                                     single_deltas(edit), _texts(a.train), _texts(a.eval), args, a.seed,
-                                     frozen, a.batch_size)
+                                     single_deltas(edit), train, held, args, a.seed,
+                                     frozen, a.batch_size, checkpoint_rows=step_rows, **kw)
         with atomic_dir(a.out_model) as tmp:
             write_jsonl(tmp / SINGLE_SCORES, rows)
-        keys = ("eval_loss", "eval_perplexity", "eval_loss_before", "eval_perplexity_before")
-        write_json(a.out_metrics, {k: sum(g[k] for g in logs) / len(logs) for k in keys})
+        if a.out_steps:
+            with atomic_dir(a.out_steps) as tmp:
+                for step, srows in sorted(step_rows.items()):
+                    write_jsonl(tmp / f"step-{step}.jsonl", srows)
+                write_json(tmp / "index.json", {"steps": sorted(step_rows)})
+        flat = [task_metrics(g) for g in logs]
+        write_json(a.out_metrics, {k: sum(f[k] for f in flat) / len(flat) for k in flat[0]})
         write_json(a.out_log, {"regime": "single", "runs": logs})
         return
-    out = finetune(model, tok, _texts(a.train), _texts(a.eval), args, a.seed, frozen)
-    with atomic_dir(a.out_model) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
+    on_checkpoint, step_files = None, {}
+    if ckpt_steps:
+        import tempfile
+        from pathlib import Path
+
+        from .evaluate import build_items, score_items
+        for opt in ("edited", "control", "paraphrases"):
+            if not getattr(a, opt):
+                raise InputError(f"finetune: checkpoints need --{opt} (the facts are scored at each checkpoint)")
+        items = build_items(_records(a.edited), _records(a.control),
+                            {p["case_id"]: p for p in read_jsonl(a.paraphrases)})
+        scratch = Path(tempfile.mkdtemp(prefix=".steps.", dir=Path(a.out_metrics).parent))
+
+        def on_checkpoint(step, net):
+            f = scratch / f"step-{step}.jsonl"
+            write_jsonl(f, score_items(net, tok, items, a.batch_size, progress=False))
+            step_files[step] = f
+            log.info("checkpoint at step %d scored", step)
+    try:
+        out = finetune(model, tok, train, held, args, a.seed, frozen, on_checkpoint=on_checkpoint, **kw)
+        with atomic_dir(a.out_model) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+        if a.out_steps:
+            import shutil
+            with atomic_dir(a.out_steps) as tmp:
+                for step, f in sorted(step_files.items()):
+                    shutil.move(str(f), tmp / f.name)
+                write_json(tmp / "index.json", {"steps": sorted(step_files)})
+    finally:
+        if ckpt_steps:
+            import shutil
+            shutil.rmtree(scratch, ignore_errors=True)
     # Task scores (flat numbers) for the summary; the full training log beside them.
-    write_json(a.out_metrics, {k: out[k] for k in ("eval_loss", "eval_perplexity",
-                                                  "eval_loss_before", "eval_perplexity_before")})
+    write_json(a.out_metrics, task_metrics(out))
     write_json(a.out_log, out)
 
 
@@ -210,28 +276,85 @@ def cmd_evaluate(a):
 
 
 def _cell(s: str) -> dict:
-    cell = dict(kv.split("=", 1) for kv in s.split(","))
-    phases = {p: cell.pop(p) for p in ("base", "edited", "finetuned") if p in cell}
-    cell["phases"] = phases
-    cell["seed"] = int(cell.get("seed", 0))
+    """Parse ``--cell k=v,...``: labels, phase files (base, edited, step-<N>, finetuned)
+    and task_metrics; phases keep the order base, edited, step-N by N, finetuned."""
+    import re as _re
+
+    from .inference import phase_order
+    try:
+        cell = dict(kv.split("=", 1) for kv in s.split(","))
+    except ValueError:
+        raise InputError(f"--cell {s!r}: expected comma-separated key=value pairs") from None
+    keys = [k for k in cell if k in ("base", "edited", "finetuned") or _re.fullmatch(r"step-\d+", k)]
+    cell["phases"] = {p: cell.pop(p) for p in sorted(keys, key=phase_order)}
+    try:
+        cell["seed"] = int(cell.get("seed", 0))
+    except ValueError:
+        raise InputError(f"--cell {s!r}: seed {cell.get('seed')!r} is not an integer") from None
     return cell
 
 
 def cmd_summarize(a):
-    from .summarize import summarize, write_summary
     from pathlib import Path
 
     from .io import atomic_path
-    from .summarize import retention_table
-    df = summarize([_cell(c) for c in a.cell])
-    write_summary(df, a.out_csv, a.out_metrics)
+    from .summarize import relations_of, retention_table, summarize_all, write_results
+    res = summarize_all([_cell(c) for c in a.cell], relations_of(a.records), a.remedies, a.tasks,
+                        allow_missing=a.allow_missing, n_boot=a.n_boot, seed=a.seed)
+    out = Path(a.out_csv).parent
+    write_results(res, a.out_csv, a.out_metrics, a.out_cells or out / "cells.csv",
+                  a.out_facts or out / "facts.csv", a.out_problems or out / "problems.csv")
     with atomic_path(Path(a.out_csv).with_name("retention.csv"), suffix=".csv") as tmp:
-        retention_table(df).to_csv(tmp, index=False)
+        retention_table(res.summary).to_csv(tmp, index=False)
+    for _, p in res.problems.iterrows():
+        log.warning("problem: %s", " ".join(str(v) for v in p.to_dict().values() if str(v) not in ("", "nan")))
+
+
+def cmd_analyze(a):
+    from .inference import elasticity, evaluate_claims
+    from .io import atomic_path
+    from .summarize import read_table
+    cells, units = read_table(a.cells), read_table(a.facts)
+    claims = evaluate_claims(units, cells, n_boot=a.n_boot, n_perm=a.n_perm, seed=a.seed, margin=a.margin)
+    with atomic_path(a.out_claims, suffix=".csv") as tmp:
+        claims.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
+    primary = claims[claims["primary"]]
+    write_json(a.out_claims_json, {r["claim"]: {"verdict": r["verdict"], **{
+        k: (None if r[k] != r[k] else float(r[k])) for k in ("effect", "ci_low", "ci_high", "p")},
+        "n_a": int(r["n_a"]), "n_b": int(r["n_b"])} for _, r in primary.iterrows()})
+    curves = elasticity(units, cells, n_boot=a.n_boot_fit, seed=a.seed)
+    write_json(a.out_elasticity, {"curves": curves})
+    if a.out_elasticity_csv:
+        import pandas as pd
+        rows = [dict(kind=c["kind"], curve="/".join(str(c.get(k)) for k in ("editor", "remedy", "knowledge")
+                                                    if c.get(k) is not None), x=p["x"], retention=p["retention"], n=p["n"])
+                for c in curves for p in c["points"]]
+        with atomic_path(a.out_elasticity_csv, suffix=".csv") as tmp:
+            pd.DataFrame(rows, columns=["kind", "curve", "x", "retention", "n"]).to_csv(tmp, index=False)
+
+
+def cmd_figure(a):
+    from .plots import make_figure
+    make_figure(a.name, a.cells, a.out_png, a.out_pdf, fits=a.fits)
 
 
 def cmd_figures(a):
     from .plots import make_figures
-    make_figures(a.summary, a.out_dir)
+    make_figures(a.cells, a.out_dir, fits=a.fits)
+
+
+def cmd_report(a):
+    from .io import write_text
+    from .report import fact_versions, git_commit, model_versions, results_markdown
+    from .summarize import read_table
+    problems = read_table(a.problems) if a.problems else None
+    curves = read_json(a.elasticity).get("curves", []) if a.elasticity else []
+    text = results_markdown(read_table(a.cells), read_table(a.claims), curves, problems, a.config or {},
+                            models=model_versions(a.models), facts=fact_versions(a.facts),
+                            commit=git_commit(a.git_dir))
+    write_text(a.out, text)
+    if a.out_config:
+        write_json(a.out_config, a.config or {})
 
 
 def cmd_check_config(a):
@@ -272,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-train", required=True)
     s.add_argument("--out-eval", required=True)
     s.add_argument("--out-meta")
+    s = add("task-data", cmd_task_data, "build a fine-tuning task's train / held-out examples, filtered against the facts")
+    s.add_argument("--type", required=True, help="task type (causal_lm, instruction, math, classification, qa)")
+    s.add_argument("--source", type=_json, required=True, help="task source JSON (builtin | file | hf)")
+    s.add_argument("--records", required=True)
+    s.add_argument("--n-train", type=int, required=True)
+    s.add_argument("--n-eval", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out-train", required=True)
+    s.add_argument("--out-eval", required=True)
+    s.add_argument("--out-meta", required=True)
     for name, fn, help in (("select", cmd_select, "pick edit and intrinsic control facts the base model knows"),
                            ("stats", cmd_stats, "second-moment statistics of one layer's MLP keys"),
                            ("edit", cmd_edit, "apply an editor; write weight deltas and a log"),
@@ -313,32 +446,84 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s = sub.choices["finetune"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
-    s.add_argument("--train", required=True)
-    s.add_argument("--eval", required=True)
-    s.add_argument("--params", type=_json, default={})
-    s.add_argument("--freeze", choices=["none", "edited"], default="none")
+    s.add_argument("--task-type", default="causal_lm",
+                   help="causal_lm | instruction | math | classification | qa (see edit_retention.tasks)")
+    s.add_argument("--train", required=True, help="training examples (JSONL; a 'text' field for causal_lm)")
+    s.add_argument("--eval", required=True, help="held-out examples (JSONL)")
+    s.add_argument("--params", type=_json, default={}, help="FinetuneArgs (JSON)")
+    s.add_argument("--method", type=_method_arg, default=None,
+                   help='"full" | "lora" | "dora" (JSON string) or {"type": "lora", "r": 8, "alpha": 16, '
+                        '"dropout": 0.0, "target_modules": ["q_proj", "v_proj"] | "all-linear"}')
+    s.add_argument("--freeze", default="none",
+                   help="none | edited | non_edited (= edited: train only the non-edited layers) | only_edited "
+                        "| layers:A-B[,C...] (explicit blocks to freeze)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out-model", required=True)
     s.add_argument("--out-metrics", required=True)
     s.add_argument("--out-log", required=True, help="full training log (JSON)")
+    s.add_argument("--out-steps", help="folder for checkpoint scores step-<N>.jsonl (+ index.json)")
     s.add_argument("--edited", help="edited facts (needed for an edit in the single regime)")
     s.add_argument("--control", help="control facts (single regime)")
     s.add_argument("--paraphrases", help="paraphrase splits (single regime)")
-    s.add_argument("--batch-size", type=int, default=32, help="scoring batch size (single regime)")
+    s.add_argument("--batch-size", type=int, default=32, help="scoring batch size (single regime, checkpoints)")
     s = sub.choices["evaluate"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
     s.add_argument("--edited", required=True)
     s.add_argument("--control", required=True)
     s.add_argument("--paraphrases", required=True)
     s.add_argument("--out", required=True)
-    s = add("summarize", cmd_summarize, "tidy summary.csv and metrics.json from scores")
+    s = add("summarize", cmd_summarize, "summary.csv, metrics.json, cells.csv (CIs), facts.csv, problems.csv")
     s.add_argument("--cell", action="append", required=True,
-                   help="model=..,editor=..,task=..,remedy=..,seed=..,base=F,edited=F,finetuned=F,task_metrics=F")
+                   help="model=..,editor=..,task=..,remedy=..,seed=..,base=F,edited=F,step-<N>=F,...,"
+                        "finetuned=F,task_metrics=F")
     s.add_argument("--out-csv", required=True)
     s.add_argument("--out-metrics", required=True)
-    s = add("figures", cmd_figures, "render figures from summary.csv")
-    s.add_argument("--summary", required=True)
+    s.add_argument("--out-cells", help="cell table with CIs (default: cells.csv beside --out-csv)")
+    s.add_argument("--out-facts", help="per-fact units (default: facts.csv beside --out-csv)")
+    s.add_argument("--out-problems", help="named problems (default: problems.csv beside --out-csv)")
+    s.add_argument("--records", action="append", default=[],
+                   help="fact records JSONL giving each case_id its relation (repeatable)")
+    s.add_argument("--remedies", type=_json, help="the study's remedies config (JSON): paraphrase_k, freeze, "
+                   "method of each remedy; claims find their cells by these")
+    s.add_argument("--tasks", type=_json, help="the study's tasks config (JSON): steps of the final phase")
+    s.add_argument("--allow-missing", action="store_true",
+                   help="leave out (and name under problems) cells whose files are missing or unreadable")
+    s.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates per cell")
+    s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    s = add("analyze", cmd_analyze, "claims table and elasticity fits from cells.csv and facts.csv")
+    s.add_argument("--cells", required=True)
+    s.add_argument("--facts", required=True)
+    s.add_argument("--out-claims", required=True, help="claims.csv (every scope and contrast)")
+    s.add_argument("--out-claims-json", required=True, help="primary verdicts (DVC metrics)")
+    s.add_argument("--out-elasticity", required=True, help="fitted curves (JSON)")
+    s.add_argument("--out-elasticity-csv", help="curve points (DVC plots)")
+    s.add_argument("--n-boot", type=int, default=1000)
+    s.add_argument("--n-perm", type=int, default=2000)
+    s.add_argument("--n-boot-fit", type=int, default=300)
+    s.add_argument("--margin", type=float, default=0.05, help="smallest retention difference that matters")
+    s.add_argument("--seed", type=int, default=0)
+    s = add("figure", cmd_figure, "render one figure from cells.csv")
+    s.add_argument("name", help="retention_by_editor | retention_vs_steps | retention_vs_k | freezing | "
+                                "methods | retention_vs_edit_size")
+    s.add_argument("--cells", required=True)
+    s.add_argument("--fits", help="elasticity.json (fitted curves drawn where present)")
+    s.add_argument("--out-png", required=True)
+    s.add_argument("--out-pdf", required=True)
+    s = add("figures", cmd_figures, "render every figure from cells.csv")
+    s.add_argument("--cells", required=True)
+    s.add_argument("--fits")
     s.add_argument("--out-dir", required=True)
+    s = add("report", cmd_report, "results.md: claims, headline numbers with CIs, grid, versions, problems")
+    s.add_argument("--cells", required=True)
+    s.add_argument("--claims", required=True)
+    s.add_argument("--elasticity")
+    s.add_argument("--problems")
+    s.add_argument("--config", type=_json, help="the study config (JSON)")
+    s.add_argument("--models", nargs="*", default=[], help="prepared model folders (source.json)")
+    s.add_argument("--facts", nargs="*", default=[], help="fact files (records, hashed)")
+    s.add_argument("--git-dir", default=".", help="where to read the commit")
+    s.add_argument("--out", required=True)
+    s.add_argument("--out-config", help="also write the study config as JSON (for the Snakemake report)")
     s = add("check-config", cmd_check_config, "validate a study config without running anything")
     s.add_argument("config")
     return p
@@ -352,4 +537,34 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"error: {out_of_memory_message(a, e)}", file=sys.stderr)
+        return 3
     return 0
+
+
+# Config settings that bound each stage's memory, for the out-of-memory message.
+MEMORY_SETTINGS = {
+    "select": "select.batch_size", "stats": "stats.batch_size or stats.max_len",
+    "edit": "the edit regime (edit.regime: sequential with a smaller edit.batch_size) or select.n_edit",
+    "finetune": "tasks.<task>.params.batch_size or seq_len (or a LoRA method)",
+    "evaluate": "evaluate.batch_size",
+}
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", ())
+    return isinstance(e, MemoryError) or (oom and isinstance(e, oom)) or "out of memory" in str(e).lower()
+
+
+def out_of_memory_message(a, e: BaseException) -> str:
+    device = getattr(a, "device", "cpu")
+    setting = MEMORY_SETTINGS.get(a.cmd, "the stage's batch size")
+    more = ("or run on a larger GPU / set device: cpu" if str(device).startswith(("cuda", "auto"))
+            else "or run on a machine with more memory (device: cuda or auto uses a GPU)")
+    return (f"{a.cmd}: out of memory on device {device!r} ({type(e).__name__}: {str(e)[:200]}). "
+            f"Lower {setting} in the study config, {more}.")

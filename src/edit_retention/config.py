@@ -6,6 +6,19 @@
 checks that every name in the grid exists (models, fact sets, corpora, editors, tasks,
 remedies) and that each editor's and task's hyperparameters are known and well typed.
 Errors name the file and the key path.
+
+Data root: a source ``path`` may start with ``${data_root}/`` (or be ``${data_root}``);
+that prefix stands for the top-level ``data_root`` key (absolute, or relative to the
+directory the pipeline runs in, the repository root), so a study can name files in a
+shared data folder without hard-coding where it lives::
+
+    data_root: ../shared/datasets          # or: snakemake --config data_root=/data/er
+    facts:
+      cf: {source: {type: counterfact, path: "${data_root}/counterfact/counterfact_500.json"}}
+
+``resolve_source`` / ``source_files`` do the substitution; the Snakefile's input
+functions and the fact loaders (``facts.load_facts(..., data_root=)``) both use them, so
+the file Snakemake watches is the file the loader reads.
 """
 from __future__ import annotations
 
@@ -17,6 +30,44 @@ from .io import InputError
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 MODEL_SOURCES = ("gguf_package", "hf", "random")
+DATA_ROOT = "${data_root}"
+
+
+def resolve_data_root(path: str, data_root: str | None, where: str = "path") -> str:
+    """``path`` with a leading ``${data_root}`` replaced by ``data_root`` (unchanged when it
+    has none); InputError when ``data_root`` is unset or the placeholder is not a prefix."""
+    if DATA_ROOT not in path:
+        return path
+    if not (path == DATA_ROOT or path.startswith(DATA_ROOT + "/")) or path.count(DATA_ROOT) > 1:
+        raise InputError(f"{where}: {DATA_ROOT} may only start a path ('{DATA_ROOT}/...'), got {path!r}")
+    if not isinstance(data_root, str) or not data_root:
+        raise InputError(f"{where}: {path!r} uses {DATA_ROOT}, but no data root is set (top-level "
+                         f"key data_root in the study config, or --config data_root=DIR)")
+    if path == DATA_ROOT:
+        return data_root
+    return data_root.rstrip("/") + path[len(DATA_ROOT):]
+
+
+def resolve_source(source, data_root: str | None, where: str = "source"):
+    """A copy of a source mapping with its ``path`` resolved (anything else is returned as is)."""
+    if isinstance(source, dict) and isinstance(source.get("path"), str):
+        return {**source, "path": resolve_data_root(source["path"], data_root, f"{where}: path")}
+    return source
+
+
+def source_files(source, data_root: str | None = None) -> list[str]:
+    """Local files a source reads (its resolved ``path``; every file under it when it is a
+    directory, hidden ones aside), so that editing one reruns its dependants. Sources
+    without a path (builtin, hub datasets) read none."""
+    source = resolve_source(source, data_root)
+    path = source.get("path") if isinstance(source, dict) else None
+    if not isinstance(path, str) or not path:
+        return []
+    p = Path(path)
+    if p.is_dir():
+        return sorted(str(f) for f in p.rglob("*")
+                      if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
+    return [path]
 
 
 def validate_schema(config: dict, where: str = "config", schema_path: Path = SCHEMA) -> None:
@@ -42,7 +93,8 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
     from .corpus import SOURCES as CORPUS_SOURCES
     from .editors import EDITORS, make_hparams
     from .facts import SOURCES as FACT_SOURCES
-    from .finetune import FinetuneArgs
+    from .finetune import MethodSpec
+    from .tasks import check_task_config
 
     validate_schema(config, where, schema_path)
     g = config["grid"]
@@ -57,8 +109,10 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
         _known(where, f"models.{name}.source.type", m["source"]["type"], MODEL_SOURCES, "model source type")
     for name, f in config["facts"].items():
         _known(where, f"facts.{name}.source.type", f["source"]["type"], FACT_SOURCES, "fact source type")
+        resolve_source(f["source"], config.get("data_root"), f"{where}: facts.{name}.source")
     for name, c in config["corpora"].items():
         _known(where, f"corpora.{name}.source.type", c["source"]["type"], CORPUS_SOURCES, "corpus source type")
+        resolve_source(c["source"], config.get("data_root"), f"{where}: corpora.{name}.source")
     for model in g["models"]:
         hset = config["models"][model].get("hparams")
         for name in g["editors"]:
@@ -67,4 +121,6 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
             except InputError as e:
                 raise InputError(f"{where}: editors.{name} (model {model}): {e}") from e
     for name in g["tasks"]:
-        FinetuneArgs.from_dict(config["tasks"][name].get("params", {}), where=f"{where}: tasks.{name}.params")
+        check_task_config(name, config["tasks"][name], where)
+    for name in g["remedies"]:
+        MethodSpec.parse(config["remedies"][name].get("method"), where=f"{where}: remedies.{name}.method")

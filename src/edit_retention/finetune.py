@@ -1,19 +1,42 @@
-"""Downstream fine-tuning of a (possibly edited) model, with layer freezing.
+"""Downstream fine-tuning of a (possibly edited) model: the training loop, methods, freezing.
 
 Usage (through the CLI)::
 
     python -m edit_retention finetune --model data/models/m/base --edit data/edits/... \
-        --train train.jsonl --eval eval.jsonl --params '{"steps": 40, "lr": 5e-5}' \
-        --freeze edited --out-model DIR --out-metrics metrics.json
+        --task-type math --train train.jsonl --eval eval.jsonl \
+        --params '{"steps": 40, "lr": 5e-5, "checkpoint_every": 10}' \
+        --method '{"type": "lora", "r": 8}' --freeze only_edited \
+        --out-model DIR --out-metrics metrics.json --out-log log.json --out-steps STEPS_DIR
 
-The task here is unstructured causal-LM training on passages of unrelated text: the
-passages are tokenised, joined with EOS and cut into fixed-length blocks (the packing of
-HF ``run_clm.py``). ``freeze="edited"`` freezes every parameter of the transformer blocks
-the editor touched (taken from the edit's own log, never from the config).
+What is trained on comes from the task (``tasks/``: causal_lm, instruction, math,
+classification, qa); this module is the loop around it.
+
+Methods (``MethodSpec``): ``full`` (every unfrozen parameter), ``lora`` and ``dora`` (peft
+adapters on ``target_modules``, default "all-linear"; each named module must exist in the
+model). After training, adapters are merged into the weights (``merge_and_unload``), so
+the fine-tuned model is a plain model folder that the evaluate stage loads like any other;
+merging is exact up to float rounding and keeps one evaluation path for every method.
+
+Freezing strategies (``resolve_freeze``; the edited layers come from the edit's own log,
+never from the config):
+
+    none          train everything the method trains
+    edited        freeze the transformer blocks the editor touched
+    non_edited    the same set, named as the follow-up paper does ("fine-tune only the
+                  non-edited layers"): an explicit alias of ``edited``
+    only_edited   train only the edited blocks (embeddings, final norm and head frozen too)
+    layers:A-B    freeze an explicit list of blocks, e.g. "layers:0-4" or "layers:0,2,7-9"
+
+With LoRA/DoRA, "frozen" means: no adapter in those blocks is trained.
+
+Checkpoints: with ``checkpoint_every = N`` the caller's ``on_checkpoint(step, model)`` runs
+after every N-th optimiser step before the last (the last is the "finetuned" phase); the
+CLI scores the facts there (``evaluate.score_items``) instead of saving weights.
 """
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -22,18 +45,27 @@ from tqdm import tqdm
 
 from .io import InputError
 from .models import arch_of, layer_of_param
+from .tasks import get_task, pack_blocks  # noqa: F401  (pack_blocks re-exported)
+from .tasks.base import trim
+
+FREEZE_NAMED = ("none", "edited", "non_edited", "only_edited")
+FREEZE_PATTERN = re.compile(r"^layers:(\d+(-\d+)?)(,\d+(-\d+)?)*$")
+METHODS = ("full", "lora", "dora")
 
 
 @dataclass
 class FinetuneArgs:
     steps: int = 40                # optimiser steps
     lr: float = 5e-5               # peak learning rate (AdamW)
-    batch_size: int = 8            # blocks per step
-    seq_len: int = 64              # tokens per block
+    batch_size: int = 8            # blocks / examples per step
+    seq_len: int = 64              # tokens per block (causal_lm) / max tokens per example
     warmup_steps: int = 4          # linear warm-up, then linear decay to 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    eval_blocks: int = 32          # held-out blocks for the task score (perplexity)
+    eval_blocks: int = 32          # held-out blocks for the causal_lm score (perplexity)
+    eval_examples: int = 64        # held-out examples for the other tasks' scores
+    max_new_tokens: int = 32       # greedy generation budget (math, qa)
+    checkpoint_every: int = 0      # score the facts every N steps (0 = never)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "finetune") -> "FinetuneArgs":
@@ -47,85 +79,225 @@ class FinetuneArgs:
                 v = float(v)
             if not isinstance(v, typ) or isinstance(v, bool):
                 raise InputError(f"{where}: key {k!r} must be {typ.__name__}, got {v!r}")
+            if typ is int and v < 0:
+                raise InputError(f"{where}: key {k!r} must be >= 0, got {v!r}")
             out[k] = v
         return cls(**out)
 
-
-def pack_blocks(tok, texts: list[str], seq_len: int) -> torch.Tensor:
-    """Tokenise, join with EOS, and cut into (n_blocks, seq_len) token blocks."""
-    ids: list[int] = []
-    for t in texts:
-        ids.extend(tok(t, add_special_tokens=False)["input_ids"])
-        ids.append(tok.eos_token_id)
-    n = len(ids) // seq_len
-    if n == 0:
-        raise InputError(f"fine-tuning data: {len(ids)} tokens are fewer than one block of {seq_len}")
-    return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
+    def checkpoint_steps(self) -> list[int]:
+        """Steps after which facts are scored (never the last: that is the "finetuned" phase)."""
+        n = self.checkpoint_every
+        return list(range(n, self.steps, n)) if n > 0 else []
 
 
-def freeze_layers(model, layers: list[int]) -> list[str]:
-    """Set requires_grad=False on every parameter of the given blocks; return their names."""
+@dataclass
+class MethodSpec:
+    type: str = "full"
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] | str = "all-linear"
+
+    @classmethod
+    def parse(cls, spec, where: str = "method") -> "MethodSpec":
+        if spec is None:
+            return cls()
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, dict):
+            raise InputError(f"{where}: expected a method name or an object, got {spec!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise InputError(f"{where}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
+        m = cls(**spec)
+        if m.type not in METHODS:
+            raise InputError(f"{where}: unknown fine-tuning method {m.type!r} (known: {', '.join(METHODS)})")
+        if not (isinstance(m.r, int) and m.r >= 1):
+            raise InputError(f"{where}: 'r' must be an integer >= 1, got {m.r!r}")
+        if isinstance(m.alpha, int) and not isinstance(m.alpha, bool):
+            m.alpha = float(m.alpha)
+        if not isinstance(m.alpha, float) or not isinstance(m.dropout, (int, float)) or not 0 <= m.dropout < 1:
+            raise InputError(f"{where}: 'alpha' must be a number and 'dropout' in [0, 1)")
+        if not (m.target_modules == "all-linear" or (isinstance(m.target_modules, list) and m.target_modules
+                                                     and all(isinstance(t, str) for t in m.target_modules))):
+            raise InputError(f"{where}: 'target_modules' must be \"all-linear\" or a non-empty list of module names")
+        return m
+
+
+def parse_layers(text: str, n_layers: int, where: str) -> list[int]:
+    """"0-4,7" -> [0, 1, 2, 3, 4, 7], each checked against the model's layer count."""
+    out = set()
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        lo, hi = int(a), int(b or a)
+        if hi < lo:
+            raise InputError(f"{where}: empty layer range {part!r}")
+        out.update(range(lo, hi + 1))
+    bad = sorted(l for l in out if l >= n_layers)
+    if bad:
+        raise InputError(f"{where}: layer {bad[0]} is outside the model (it has layers 0..{n_layers - 1})")
+    return sorted(out)
+
+
+def resolve_freeze(spec: str, edited_layers, n_layers: int, where: str = "freeze") -> tuple[list[int], bool]:
+    """(blocks to freeze, whether the non-block parameters are frozen too)."""
+    if spec == "none":
+        return [], False
+    if spec in ("edited", "non_edited", "only_edited"):
+        if edited_layers is None:
+            raise InputError(f"{where}: strategy {spec!r} needs an edit (its log names the edited layers)")
+        edited = sorted({int(l) for l in edited_layers})
+        bad = [l for l in edited if not 0 <= l < n_layers]
+        if bad:
+            raise InputError(f"{where}: the edit's layer {bad[0]} is outside the model (layers 0..{n_layers - 1})")
+        if spec == "only_edited":
+            return [l for l in range(n_layers) if l not in edited], True
+        return edited, False
+    if isinstance(spec, str) and FREEZE_PATTERN.match(spec):
+        return parse_layers(spec[len("layers:"):], n_layers, where), False
+    raise InputError(f"{where}: unknown freezing strategy {spec!r} (known: {', '.join(FREEZE_NAMED)}, "
+                     "layers:A-B[,C...])")
+
+
+def freeze_layers(model, layers: list[int], non_layer: bool = False) -> list[str]:
+    """Set requires_grad=False on every parameter of the given blocks (and, with
+    ``non_layer``, on every parameter outside the blocks); return their names."""
     frozen = []
     layers = set(layers)
     for name, p in model.named_parameters():
-        if layer_of_param(model, name) in layers:
+        layer = layer_of_param(model, name)
+        if layer in layers or (non_layer and layer is None):
             p.requires_grad_(False)
             frozen.append(name)
     return frozen
 
 
-@torch.no_grad()
-def eval_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
-    model.eval()
-    dev = next(model.parameters()).device
-    total, count = 0.0, 0
-    for i in range(0, len(blocks), batch_size):
-        b = blocks[i : i + batch_size].to(dev)
-        out = model(input_ids=b, labels=b)
-        total += out.loss.item() * b.shape[0]
-        count += b.shape[0]
-    return total / max(count, 1)
+def check_target_modules(model, targets) -> None:
+    """Every LoRA target name must be the last part of some linear module's name."""
+    if targets == "all-linear":
+        return
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"}
+    for t in targets:
+        if t not in names:
+            raise InputError(f"method target_modules: the model has no linear module {t!r} "
+                             f"(it has: {', '.join(sorted(names))})")
 
 
-def finetune(model, tok, train_texts, eval_texts, args: FinetuneArgs, seed: int,
-             frozen_layers: list[int] = (), progress: bool = True) -> dict:
-    """Train ``model`` in place; return a log with the task score before and after."""
+def _adapter_layer(model, name: str) -> int | None:
+    m = re.search(re.escape(arch_of(model).layers) + r"\.(\d+)\.", name)
+    return int(m.group(1)) if m else None
+
+
+def wrap_method(model, method: MethodSpec, frozen: list[int]):
+    """(model to train, trainable parameter list, #frozen parameter tensors)."""
+    from peft import LoraConfig, get_peft_model
+
+    check_target_modules(model, method.target_modules)
+    cfg = LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout,
+                     target_modules=method.target_modules, use_dora=method.type == "dora",
+                     task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, cfg)
+    n_frozen = 0
+    for name, p in peft_model.named_parameters():
+        if p.requires_grad and _adapter_layer(model, name) in set(frozen):
+            p.requires_grad_(False)
+            n_frozen += 1
+    return peft_model, n_frozen
+
+
+def _schedule(args: FinetuneArgs):
+    return lambda s: min((s + 1) / max(args.warmup_steps, 1),
+                         max(0.0, (args.steps - s) / max(args.steps - args.warmup_steps, 1)))
+
+
+def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
+             frozen_layers=(), progress: bool = True, *, task=None, method=None,
+             freeze_non_layer: bool = False, on_checkpoint=None) -> dict:
+    """Train ``model`` in place on a task; return a log with the task score before and after.
+
+    ``train_data``/``eval_data`` are the task's examples (passages for causal_lm). With
+    LoRA/DoRA the adapters are merged into ``model`` before returning, so ``model`` is a
+    plain model with its weights updated whatever the method.
+    """
     arch_of(model)
+    task = task or get_task("causal_lm")
+    method = method if isinstance(method, MethodSpec) else MethodSpec.parse(method)
     torch.manual_seed(seed)
-    train = pack_blocks(tok, train_texts, args.seq_len)
-    held = pack_blocks(tok, eval_texts, args.seq_len)[: args.eval_blocks]
-    frozen = freeze_layers(model, list(frozen_layers))
-    params = [p for p in model.parameters() if p.requires_grad]
+    train = task.train_tensors(tok, train_data, args)
+    held = task.eval_data(tok, eval_data, args)
+    n_train = len(train["input_ids"])
+    if method.type == "full":
+        frozen = freeze_layers(model, list(frozen_layers), freeze_non_layer)
+        net, n_frozen = model, len(frozen)
+    else:
+        net, n_frozen = wrap_method(model, method, list(frozen_layers))
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not params:
+        raise InputError("finetune: nothing to train (every parameter is frozen)")
+    n_trainable = sum(p.numel() for p in params)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / max(args.warmup_steps, 1), max(0.0, (args.steps - s) / max(args.steps - args.warmup_steps, 1))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(args))
     gen = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
-    loss_before = eval_loss(model, held, args.batch_size)
-    losses, t0, order, pos = [], time.time(), torch.randperm(len(train), generator=gen), 0
-    model.train()
-    for step in tqdm(range(args.steps), desc="finetune", mininterval=5, disable=not progress):
-        if pos + args.batch_size > len(order):
-            order, pos = torch.randperm(len(train), generator=gen), 0
-        batch = train[order[pos : pos + args.batch_size]].to(dev)
-        pos += args.batch_size
-        loss = model(input_ids=batch, labels=batch).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"fine-tuning diverged: loss is {loss.item()} at step {step} (lower lr?)")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.eval()
-    loss_after = eval_loss(model, held, args.batch_size)
-    return {
-        "args": asdict(args), "seed": seed, "frozen_layers": sorted(set(frozen_layers)),
-        "n_frozen_params": len(frozen), "train_blocks": len(train), "train_loss": losses,
-        "seconds": time.time() - t0,
-        "eval_loss_before": loss_before, "eval_loss": loss_after,
-        "eval_perplexity_before": math.exp(loss_before), "eval_perplexity": math.exp(loss_after),
+    score_before = task.score(net, tok, held, args)
+    ckpts = set(args.checkpoint_steps())
+    losses, t0, order, pos, tokens = [], time.time(), torch.randperm(n_train, generator=gen), 0, 0
+    net.train()
+    try:
+        for step in tqdm(range(args.steps), desc="finetune", mininterval=5, disable=not progress):
+            if pos + args.batch_size > len(order):
+                order, pos = torch.randperm(n_train, generator=gen), 0
+            idx = order[pos: pos + args.batch_size]
+            batch = trim({k: v[idx].to(dev) for k, v in train.items()})
+            pos += args.batch_size
+            loss = net(**batch).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"fine-tuning diverged: loss is {loss.item()} at step {step} "
+                                         f"(task {task.type}, method {method.type}; lower lr?)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            tokens += int(batch["attention_mask"].sum())
+            if on_checkpoint is not None and step + 1 in ckpts:
+                net.eval()
+                on_checkpoint(step + 1, net)
+                net.train()
+        train_seconds = time.time() - t0
+    finally:
+        if method.type != "full":
+            merged = net.merge_and_unload()
+            assert merged is model, "peft merged into a new model object"
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.eval()
+    score_after = task.score(model, tok, held, args)
+    out = {
+        "args": asdict(args), "seed": seed, "task_type": task.type, "task_metric": task.metric,
+        "task_higher_is_better": task.higher_is_better, "method": asdict(method),
+        "frozen_layers": sorted(set(frozen_layers)), "freeze_non_layer": freeze_non_layer,
+        "n_frozen_params": n_frozen, "n_trainable_params": n_trainable, "train_examples": n_train,
+        "train_blocks": n_train, "train_loss": losses, "seconds": time.time() - t0,
+        "train_seconds": train_seconds, "train_tokens": tokens, "checkpoint_steps": sorted(ckpts),
     }
+    for suffix, s in (("_before", score_before), ("", score_after)):
+        out[f"eval_loss{suffix}"] = s["eval_loss"]
+        out[f"eval_perplexity{suffix}"] = math.exp(s["eval_loss"]) if s["eval_loss"] < 700 else math.inf
+        out[f"task_score{suffix}"] = s[task.metric] if task.metric in s else out[f"eval_perplexity{suffix}"]
+        out[f"{task.metric}{suffix}"] = out[f"task_score{suffix}"]
+    out["eval_samples"] = score_after["eval_samples"]
+    return out
+
+
+# Flat numbers written to the task-metrics JSON (the summary reads every numeric key).
+def task_metrics(log: dict) -> dict:
+    keys = ["eval_loss", "eval_perplexity", "eval_loss_before", "eval_perplexity_before",
+            "task_score", "task_score_before", "eval_samples"]
+    metric = log.get("task_metric")
+    if metric and metric not in keys:
+        keys += [metric, f"{metric}_before"]
+    return {k: log[k] for k in keys if k in log}

@@ -12,7 +12,9 @@ the rest are shuffled with a generator seeded by ``(seed, case_id)`` (so a recor
 does not depend on which other records are in the file). The first ``n_eval`` become the
 held-out evaluation templates, the rest the augmentation templates, in the order an editor
 takes them: augmenting with k paraphrases means ``augment[:k]``, so the sets for k < k'
-are nested. The two lists never overlap and neither contains the main prompt.
+are nested. The two lists never overlap and neither contains the main prompt. A record
+needs at least ``n_eval`` paraphrases; its augmentation list may be shorter than a remedy's
+k (or empty, as in zsRE's one rephrasing per case), which the edit stage reports by case id.
 """
 from __future__ import annotations
 
@@ -40,11 +42,10 @@ def distinct_paraphrases(record: dict) -> list[str]:
 def split_record(record: dict, n_eval: int, seed: int = 0) -> dict:
     """One record's split: {"case_id", "augment", "evaluate"}."""
     templates = distinct_paraphrases(record)
-    if len(templates) < n_eval + 1:
+    if len(templates) < n_eval:
         raise InputError(
             f"case_id {record['case_id']!r}: field 'paraphrase_prompts' has {len(templates)} distinct "
-            f"paraphrases other than the prompt; {n_eval + 1} are needed "
-            f"({n_eval} held out for evaluation and at least 1 for augmentation)"
+            f"paraphrases other than the prompt; {n_eval} are needed (held out for evaluation)"
         )
     random.Random(f"{seed}:{record['case_id']}").shuffle(templates)
     return {"case_id": record["case_id"], "augment": templates[n_eval:], "evaluate": templates[:n_eval]}

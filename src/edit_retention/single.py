@@ -55,9 +55,14 @@ def evaluate_single(model, tok, edited, control, paraphrases, per_case, batch_si
 
 
 def finetune_single(model, tok, edited, control, paraphrases, per_case, train_texts, eval_texts,
-                    args, seed: int, frozen_layers: list[int], batch_size: int = 32):
+                    args, seed: int, frozen_layers: list[int], batch_size: int = 32,
+                    checkpoint_rows: dict | None = None, **finetune_kw):
     """Fine-tune base + delta_i for each fact i; score fact i and its controls after each run.
 
+    ``train_texts``/``eval_texts`` are the task's examples (passages for causal_lm);
+    ``finetune_kw`` (task, method, freeze_non_layer) go to ``finetune.finetune``. With
+    ``checkpoint_rows`` (a dict) and ``args.checkpoint_every``, fact i is also scored at
+    each checkpoint of its own run: ``checkpoint_rows[step]`` collects those rows.
     Returns (score rows, one training log per fact). The model is restored to its exact
     starting weights before returning.
     """
@@ -74,10 +79,16 @@ def finetune_single(model, tok, edited, control, paraphrases, per_case, train_te
                                              desc="single-regime fine-tunes"):
             model.load_state_dict(start)
             apply_deltas(model, deltas)
-            out = finetune(model, tok, train_texts, eval_texts, args, seed, frozen_layers, progress=False)
+            items = build_items([rec], ctrl, paraphrases)
+            on_ckpt = None
+            if checkpoint_rows is not None:
+                def on_ckpt(step, net, items=items):
+                    checkpoint_rows.setdefault(step, []).extend(score_items(net, tok, items, batch_size, progress=False))
+            out = finetune(model, tok, train_texts, eval_texts, args, seed, frozen_layers, progress=False,
+                           on_checkpoint=on_ckpt, **finetune_kw)
             out.pop("train_loss", None)
             logs.append({"case_id": cid, **out})
-            rows += score_items(model, tok, build_items([rec], ctrl, paraphrases), batch_size, progress=False)
+            rows += score_items(model, tok, items, batch_size, progress=False)
     finally:
         with torch.no_grad():
             model.load_state_dict(start)

@@ -53,17 +53,40 @@ Task metrics (optional JSON dict of numbers, e.g. {"eval_loss": .., "eval_perple
 The base phase is usually one scores file shared by every cell; its rows are repeated
 under each cell's labels (same values), so filter on phase before pooling over cells.
 NaN values (no fact to count) stay NaN with n = 0; they are never dropped.
+
+Phases are ordered base, edited, step-<N> (fine-tuning checkpoints, by N), finetuned.
+
+Beyond summary.csv (``summarize_all`` / ``write_results``; the CLI writes all of them):
+
+    facts.csv     one *unit* per (cell, seed, knowledge, phase, metric, fact): case_id,
+                  relation, num, den, with sum(num)/sum(den) = the summary value (exp of
+                  it for target_prob_ratio). The input of every interval and test.
+    cells.csv     one row per (model, editor, task, remedy, knowledge, phase, metric),
+                  pooled over seeds: value, std, seed_std, 95% ci_low/ci_high (two-way
+                  bootstrap over facts and seeds, see ``inference``), n, n_facts,
+                  n_seeds, seeds, and the remedy's traits (paraphrase_k, freeze, method
+                  from the remedies config; n_edits; the phase's fine-tuning step).
+    problems.csv  every n = 0 cell, NaN value, missing seed, failed cell (with
+                  ``allow_missing``), fact without a relation: named, never averaged away.
+
+CIs live in cells.csv, not in new summary.csv columns: summary.csv keeps its exact
+columns (per seed, one value each) for every existing consumer, and an interval over
+facts and seeds belongs to the seed-pooled cell, not to one seed's row.
 """
 from __future__ import annotations
 
 import math
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from . import inference as I
 from . import metrics as M
+from .inference import phase_order
 from .io import InputError, atomic_path, read_json, read_jsonl, write_json
 
 COLUMNS = ["model", "editor", "task", "remedy", "seed", "knowledge", "phase", "metric", "value", "n"]
@@ -160,11 +183,54 @@ def task_metric_rows(path: str | os.PathLike, where: str) -> list[tuple[str, flo
 
 
 def _ordered_phases(phases: dict) -> list[str]:
-    return [p for p in PRE_FINETUNE_PHASES if p in phases] + [p for p in phases if p not in PRE_FINETUNE_PHASES]
+    """base, edited, step-N (by N), finetuned, then any other phase by name."""
+    return sorted(phases, key=phase_order)
 
 
-def cell_rows(cell: dict, i: int = 0) -> list[dict]:
-    """All summary rows of one cell (see the module docstring)."""
+def phase_units(table: dict, knowledge: str) -> list[tuple[str, str, float, float]]:
+    """(metric, case_id, num, den) per fact for one phase: sum(num)/sum(den) over facts
+    gives ``phase_metrics``' value (see ``inference`` for how units are pooled)."""
+    out = []
+    for (cid, _), r in table.get((knowledge, "rewrite"), {}).items():
+        out += [("rewrite_success", cid, float(M.row_success(r)), 1.0),
+                ("top1_accuracy", cid, float(bool(r["top1"])), 1.0),
+                ("target_prob", cid, float(r["p_target"]), 1.0)]
+    kinds = [("paraphrase", "paraphrase_success")] + ([("neighborhood", "neighborhood_success")]
+                                                       if knowledge == "edited" else [])
+    for kind, metric in kinds:
+        for cid, rows in _by_fact(table.get((knowledge, kind), {})).items():
+            out.append((metric, cid, M.rate(M.row_success(r) for r in rows)[0], 1.0))
+    return out
+
+
+def retention_units(before: dict, after: dict, knowledge: str) -> list[tuple[str, str, float, float]]:
+    """(metric, case_id, num, den) per fact for the retention metrics of a later phase.
+
+    Call after ``retention_metrics`` (which checks that every fact held before has an
+    'after' score). Facts that did not hold before have no retention unit.
+    """
+    out = []
+    b_rw = before.get((knowledge, "rewrite"), {})
+    a_rw = after.get((knowledge, "rewrite"), {})
+    for key, row in b_rw.items():
+        if M.row_success(row):
+            kept = float(M.row_success(a_rw[key]))
+            out += [("retention_rewrite", key[0], kept, 1.0), ("efr", key[0], 1.0 - kept, 1.0)]
+    a_pp = after.get((knowledge, "paraphrase"), {})
+    held: dict = defaultdict(lambda: [0.0, 0.0])
+    for key, row in before.get((knowledge, "paraphrase"), {}).items():
+        if M.row_success(row):
+            held[key[0]][1] += 1
+            held[key[0]][0] += float(M.row_success(a_pp[key]))
+    out += [("retention_paraphrase", cid, k, n) for cid, (k, n) in held.items()]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for key, row in b_rw.items():
+            out.append(("target_prob_ratio", key[0],
+                        float(np.log(a_rw[key]["p_target"]) - np.log(row["p_target"])), 1.0))
+    return out
+
+
+def _cell_tables(cell: dict, i: int):
     for key in LABELS + ["phases"]:
         if key not in cell:
             raise InputError(f"cell {i}: missing field {key!r}")
@@ -172,11 +238,21 @@ def cell_rows(cell: dict, i: int = 0) -> list[dict]:
     phases = cell["phases"]
     if not isinstance(phases, dict) or not phases:
         raise InputError(f"{where}: field 'phases' must be a non-empty mapping phase -> scores file")
-    labels = {k: cell[k] for k in LABELS}
+    for p in phases:
+        if phase_order(p)[0] == 4:
+            raise InputError(f"{where}: unknown phase {p!r} (base | edited | step-<N> | finetuned)")
     tables = {p: load_scores(phases[p], f"{where} phase {p!r}") for p in _ordered_phases(phases)}
     late = [p for p in tables if p not in PRE_FINETUNE_PHASES]
     if late and "edited" not in tables:
         raise InputError(f"{where}: phases {late} need an 'edited' phase to measure retention against")
+    return where, tables, late
+
+
+def cell_rows(cell: dict, i: int = 0, units: list | None = None) -> list[dict]:
+    """All summary rows of one cell (see the module docstring); per-fact units appended to
+    ``units`` (dicts with the cell's labels, knowledge, phase, metric, case_id, num, den)."""
+    where, tables, late = _cell_tables(cell, i)
+    labels = {k: cell[k] for k in LABELS}
     out = []
     for phase, table in tables.items():
         for knowledge in ("edited", "intrinsic"):
@@ -184,6 +260,12 @@ def cell_rows(cell: dict, i: int = 0) -> list[dict]:
             if phase in late:
                 stats += retention_metrics(tables["edited"], table, knowledge, f"{where} phase {phase!r}")
             out += [dict(labels, knowledge=knowledge, phase=phase, metric=m, value=v, n=n) for m, v, n in stats]
+            if units is not None:
+                got = phase_units(table, knowledge)
+                if phase in late:
+                    got += retention_units(tables["edited"], table, knowledge)
+                units += [dict(labels, knowledge=knowledge, phase=phase, metric=m, case_id=c, num=a, den=b)
+                          for m, c, a, b in got]
     if cell.get("task_metrics"):
         out += [dict(labels, knowledge="task", phase="finetuned", metric=m, value=v, n=n)
                 for m, v, n in task_metric_rows(cell["task_metrics"], where)]
@@ -192,11 +274,126 @@ def cell_rows(cell: dict, i: int = 0) -> list[dict]:
 
 def summarize(cells: list[dict]) -> pd.DataFrame:
     """Long-format summary of all cells, columns exactly ``COLUMNS``."""
-    rows = [row for i, cell in enumerate(cells) for row in cell_rows(cell, i)]
+    return _frame([row for i, cell in enumerate(cells) for row in cell_rows(cell, i)])
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["value"] = df["value"].astype("float64")
     df["n"] = df["n"].astype("Int64")
     return df
+
+
+@dataclass
+class Results:
+    """Everything ``summarize_all`` produces (see ``write_results``)."""
+    summary: pd.DataFrame
+    units: pd.DataFrame
+    cells: pd.DataFrame
+    problems: pd.DataFrame
+
+
+def relations_of(records_paths) -> dict[str, str]:
+    """{case_id: relation} from fact-record JSONL files (e.g. data/facts/<f>/records.jsonl)."""
+    out: dict[str, str] = {}
+    for path in records_paths or []:
+        for j, rec in enumerate(read_jsonl(path)):
+            if "case_id" not in rec or "relation" not in rec:
+                raise InputError(f"{path}: record {j} has no 'case_id' or 'relation'")
+            out[str(rec["case_id"])] = str(rec["relation"])
+    return out
+
+
+def summarize_all(cells: list[dict], relations: dict | None = None, remedies: dict | None = None,
+                  tasks: dict | None = None, allow_missing: bool = False, n_boot: int = I.N_BOOT,
+                  seed: int = 0) -> Results:
+    """Summary + per-fact units + cell table with CIs + problems, for the given cells.
+
+    ``relations`` maps case_id -> relation (facts without one are in stratum "unknown",
+    named under problems). ``remedies`` / ``tasks`` are the study config's sections; they
+    give each cell its remedy's paraphrase_k / freeze / method and each phase its step.
+    ``allow_missing``: a cell whose scores or task metrics cannot be read (a failed seed)
+    is left out and named under problems instead of stopping the summary.
+    """
+    rows, units, problems = [], [], []
+    for i, cell in enumerate(cells):
+        got: list = []
+        try:
+            rows += cell_rows(cell, i, got)
+        except (InputError, OSError) as e:
+            if not allow_missing:
+                raise
+            problems.append(dict({k: cell.get(k) for k in LABELS}, knowledge="", phase="", metric="",
+                                 problem=f"cell failed, left out: {e}"))
+            continue
+        units += got
+    summary = _frame(rows)
+    u = pd.DataFrame(units, columns=LABELS + ["knowledge", "phase", "metric", "case_id", "num", "den"])
+    relations = relations or {}
+    u.insert(len(LABELS) + 4, "relation", [relations.get(str(c), "unknown") for c in u["case_id"]])
+    cells_df = I.cell_table(u, summary, I.remedy_traits(remedies), I.task_steps(tasks), n_boot, seed)
+    problems += find_problems(summary, u, cells, remedies, relations)
+    return Results(summary, u, cells_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
+
+
+PROBLEM_COLUMNS = LABELS + ["knowledge", "phase", "metric", "problem"]
+
+
+def find_problems(summary: pd.DataFrame, units: pd.DataFrame, cells: list[dict], remedies: dict | None,
+                  relations: dict) -> list[dict]:
+    """Named problems: n = 0, NaN values, missing seeds, unknown relations / remedies."""
+    out = []
+    lab = LABELS + ["knowledge", "phase", "metric"]
+    for _, r in summary.iterrows():
+        n = r["n"]
+        where = {k: r[k] for k in lab}
+        if r["knowledge"] != "task" and not pd.isna(n) and int(n) == 0:
+            out.append(dict(where, problem="n = 0: no fact to count; value NaN, not averaged in"))
+        elif pd.isna(r["value"]):
+            out.append(dict(where, problem="value is NaN" + ("" if r["knowledge"] == "task" else f" with n = {n}")))
+        elif not np.isfinite(r["value"]):
+            out.append(dict(where, problem=f"value is {r['value']}"))
+    if len(summary):
+        seeds_all = sorted(set(summary["seed"]))
+        for key, grp in summary.groupby(["model", "editor", "task", "remedy"], sort=False):
+            missing = sorted(set(seeds_all) - set(grp["seed"]))
+            for s in missing:
+                out.append(dict(zip(["model", "editor", "task", "remedy"], key), seed=s, knowledge="",
+                                phase="", metric="", problem="seed missing (failed or not run); the cell "
+                                "pools the other seeds"))
+    expected = {}
+    for c in cells:
+        expected.setdefault(tuple(c.get(k) for k in LABELS[:4]), set()).update(c.get("phases", {}))
+    for key, phases in expected.items():
+        present = set(summary[(summary.model == key[0]) & (summary.editor == key[1]) & (summary.task == key[2])
+                              & (summary.remedy == key[3])].phase)
+        for p in sorted(phases - present, key=phase_order):
+            if present:
+                out.append(dict(zip(LABELS[:4], key), seed="", knowledge="", phase=p, metric="",
+                                problem="phase absent from every seed"))
+    unknown = sorted(set(units.loc[units.relation == "unknown", "case_id"])) if len(units) else []
+    if unknown:
+        out.append(dict({k: "" for k in LABELS}, knowledge="", phase="", metric="",
+                        problem=f"{len(unknown)} fact(s) have no relation (no --records entry), e.g. "
+                                f"{unknown[:3]}; they form one stratum 'unknown'"))
+    if remedies is None:
+        out.append(dict({k: "" for k in LABELS}, knowledge="", phase="", metric="",
+                        problem="remedy definitions not given (--remedies): claims cannot find their cells"))
+    else:
+        for r in sorted(set(summary["remedy"]) - set(remedies)):
+            out.append(dict({k: "" for k in LABELS}, remedy=r, knowledge="", phase="", metric="",
+                            problem="remedy not defined in the remedies config"))
+    return out
+
+
+def write_results(res: Results, csv_path, metrics_path, cells_path=None, units_path=None,
+                  problems_path=None) -> None:
+    """summary.csv + metrics.json (as ``write_summary``), cells.csv, facts.csv, problems.csv."""
+    write_summary(res.summary, csv_path, metrics_path)
+    for df, path in ((res.cells, cells_path), (res.units, units_path), (res.problems, problems_path)):
+        if path:
+            with atomic_path(path, suffix=".csv") as tmp:
+                df.to_csv(tmp, index=False, na_rep="NaN", float_format="%.10g")
 
 
 def _pooled(df: pd.DataFrame, knowledge: str, phase: str, metric: str) -> float | None:
@@ -251,3 +448,16 @@ def retention_table(df: pd.DataFrame) -> pd.DataFrame:
     cell = (ret.editor + "/" + ret.remedy + "/" + ret.task + "/s" + ret.seed.astype(str)
             + "/" + ret.knowledge)
     return pd.DataFrame({"cell": cell, "retention": ret.value, "n": ret.n}).reset_index(drop=True)
+
+
+def read_table(path: str | os.PathLike, text_cols=("model", "editor", "task", "remedy", "knowledge", "phase",
+                                                    "metric", "case_id", "relation", "freeze", "method",
+                                                    "seeds")) -> pd.DataFrame:
+    """Read cells.csv / facts.csv / problems.csv back (labels as text, "NaN" as NaN)."""
+    path = Path(path)
+    head = pd.read_csv(path, nrows=0).columns
+    dtype = {c: str for c in text_cols if c in head}
+    df = pd.read_csv(path, keep_default_na=False, na_values=["NaN"], dtype=dtype)
+    for c in dtype:
+        df[c] = df[c].fillna("")
+    return df

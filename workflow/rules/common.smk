@@ -10,8 +10,14 @@ PY = sys.executable
 G = config["grid"]
 FACTS = G["facts"]
 CORPUS = G["corpus"]
-FIGURE_NAMES = ["retention_by_editor", "remedies", "phases"]
+# One rule per figure (workflow/rules/report.smk), each with its own code inputs
+# (src/edit_retention/plots/<name>.py), so restyling one figure reruns only that figure.
+FIGURE_NAMES = ["retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",
+                "retention_vs_edit_size"]
 FIGURES = expand("figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", "pdf"])
+# Figures that draw the fitted elasticity curves (the others do not depend on the fits).
+FIGURES_WITH_FITS = {"retention_vs_steps", "retention_vs_k", "retention_vs_edit_size"}
+RESULTS = ["results.md"]
 
 wildcard_constraints:
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -25,13 +31,49 @@ wildcard_constraints:
     layer="[0-9]+",
 
 
+def code(*parts):
+    """The package's source files a rule runs (inputs, so that changing the code of a stage
+    reruns that stage and its dependants, as a changed parameter does)."""
+    from pathlib import Path
+
+    out = []
+    for part in parts:
+        p = Path("src/edit_retention") / part
+        out += sorted(str(f) for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts) if p.is_dir() else [str(p)]
+    return out
+
+
+CODE_MODEL = code("models.py", "io.py")
+CODE_EDIT = CODE_MODEL + code("editors", "hparams", "stats.py", "records.py")
+CODE_TASKS = CODE_MODEL + code("tasks", "corpus.py", "records.py")
+CODE_FINETUNE = CODE_MODEL + code("finetune.py", "single.py", "evaluate.py", "tasks")
+CODE_EVALUATE = CODE_MODEL + code("evaluate.py", "single.py", "records.py")
+
+
 def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def study_config(wildcards):
+    """The whole study config as JSON, from a function: a plain params string would be
+    wildcard-expanded by Snakemake, and "${data_root}/..." paths contain "{data_root}"."""
+    return as_json(config)
+
+
+def resolved_source(source):
+    """A source with a path under ${data_root}/ resolved against the config's data_root
+    (edit_retention.config.resolve_source): the loaders get the path Snakemake watches."""
+    from edit_retention.config import resolve_source
+
+    return resolve_source(source, config.get("data_root"))
+
+
 def source_files(source):
-    """Local files a source reads, so that editing one reruns its dependants."""
-    return [source["path"]] if "path" in source else []
+    """Local files a source reads (every file under a directory path), so that editing one
+    reruns its dependants."""
+    from edit_retention.config import source_files as files
+
+    return files(source, config.get("data_root"))
 
 
 def model_source(wildcards):
@@ -39,7 +81,7 @@ def model_source(wildcards):
 
 
 def fact_source(wildcards):
-    return as_json(config["facts"][wildcards.facts]["source"])
+    return as_json(resolved_source(config["facts"][wildcards.facts]["source"]))
 
 
 def fact_source_files(wildcards):
@@ -63,7 +105,7 @@ def corpus_seed(wildcards):
 
 
 def corpus_source(wildcards):
-    return as_json(corpus_cfg(wildcards)["source"])
+    return as_json(resolved_source(corpus_cfg(wildcards)["source"]))
 
 
 def corpus_source_files(wildcards):
@@ -125,12 +167,74 @@ def finetune_freeze(wildcards):
     return config["remedies"][wildcards.remedy]["freeze"]
 
 
+def finetune_method(wildcards):
+    """The remedy's fine-tuning method (JSON: "full" | "lora" | "dora" | {type, r, ...})."""
+    return as_json(config["remedies"][wildcards.remedy].get("method", "full"))
+
+
 def task_params(wildcards):
     return as_json(config["tasks"][wildcards.task].get("params", {}))
 
 
+def task_type(wildcards):
+    return config["tasks"][wildcards.task]["type"]
+
+
+def task_uses_corpus(task):
+    """A causal_lm task without a source trains on the study corpus (shared with stats)."""
+    cfg = config["tasks"][task]
+    return cfg["type"] == "causal_lm" and "source" not in cfg
+
+
+def task_source(wildcards):
+    cfg = config["tasks"][wildcards.task]
+    src = resolved_source(cfg.get("source", {"type": "builtin"}))
+    if isinstance(src, dict) and isinstance(src.get("eval_path"), str):
+        src = {**src, "eval_path": resolved_source({"path": src["eval_path"]})["path"]}
+    return as_json(src)
+
+
+def task_source_files(wildcards):
+    src = config["tasks"][wildcards.task].get("source", {})
+    files = source_files(src)
+    if isinstance(src, dict) and isinstance(src.get("eval_path"), str):
+        files += source_files({"path": src["eval_path"]})
+    return files
+
+
+def task_n(wildcards, key):
+    return config["tasks"][wildcards.task].get(key, {"n_train": 1000, "n_eval": 100, "seed": 0}[key])
+
+
+def task_n_train(wildcards):
+    return task_n(wildcards, "n_train")
+
+
+def task_n_eval(wildcards):
+    return task_n(wildcards, "n_eval")
+
+
+def task_seed(wildcards):
+    return task_n(wildcards, "seed")
+
+
+def task_data(wildcards):
+    """{train, eval} example files a task fine-tunes on."""
+    if task_uses_corpus(wildcards.task):
+        return {part: f"data/corpus/{CORPUS}/{wildcards.facts}/{part}.jsonl" for part in ("train", "eval")}
+    return {part: f"data/finetuned/_tasks/{wildcards.task}/{wildcards.facts}/{part}.jsonl" for part in ("train", "eval")}
+
+
+def checkpoint_steps(task):
+    """Fine-tuning steps at which the facts are scored (FinetuneArgs.checkpoint_steps)."""
+    from edit_retention.finetune import FinetuneArgs
+
+    return FinetuneArgs.from_dict(config["tasks"][task].get("params", {})).checkpoint_steps()
+
+
 def cells():
-    """One summary cell per grid point (model x editor x task x remedy x seed)."""
+    """One summary cell per grid point (model x editor x task x remedy x seed); phases
+    base, edited, finetuned and one step-<N> per fine-tuning checkpoint."""
     out = []
     for m in G["models"]:
         for e in G["editors"]:
@@ -139,19 +243,28 @@ def cells():
                     for s in G["seeds"]:
                         base = f"data/scores/{m}/{FACTS}"
                         ft = f"{e}/{r}/{t}/s{s}"
-                        out.append({
+                        cell = {
                             "model": m, "editor": e, "task": t, "remedy": r, "seed": s,
                             "base": f"{base}/base.jsonl",
                             "edited": f"{base}/edited/{e}/k{remedy_k(r)}.jsonl",
                             "finetuned": f"{base}/finetuned/{ft}.jsonl",
                             "task_metrics": f"data/finetuned/{m}/{FACTS}/{ft}/metrics.json",
-                        })
+                        }
+                        for n in checkpoint_steps(t):
+                            cell[f"step-{n}"] = f"data/finetuned/{m}/{FACTS}/{ft}/steps/step-{n}.jsonl"
+                        out.append(cell)
     return out
 
 
 def cell_files():
+    """Inputs of the summary; a checkpoint's scores file lies in the finetune job's steps/
+    folder (a directory output), so the folder is the input."""
+    from pathlib import Path
+
     keys = ("base", "edited", "finetuned", "task_metrics")
-    return sorted({c[k] for c in cells() for k in keys})
+    files = {c[k] for c in cells() for k in keys}
+    files |= {str(Path(v).parent) for c in cells() for k, v in c.items() if k.startswith("step-")}
+    return sorted(files)
 
 
 def cell_args():
@@ -171,3 +284,31 @@ def all_stats():
                 out += expand("data/stats/{m}/{c}/{f}/layer{l}.safetensors", m=m, c=CORPUS, f=FACTS,
                               l=editor_layers(m, e))
     return sorted(set(out))
+
+
+# Summary, statistics, figures and report (workflow/rules/report.smk).
+CODE_SUMMARY = code("summarize.py", "metrics.py", "inference.py", "io.py")
+CODE_ANALYZE = code("inference.py", "metrics.py", "summarize.py", "io.py")
+
+
+def summary_remedies():
+    """The remedies config of the grid's remedies (JSON): claims find their cells by these
+    definitions (paraphrase_k, freeze, method), never by remedy names."""
+    return as_json({r: config["remedies"][r] for r in G["remedies"]})
+
+
+def summary_tasks():
+    return as_json({t: config["tasks"][t] for t in G["tasks"]})
+
+
+def figure_code(name):
+    extra = ["plots/_contrast.py"] if name in ("freezing", "methods") else []
+    return code(f"plots/{name}.py", "plots/style.py", "plots/__init__.py", *extra)
+
+
+def figure_fits(name):
+    return ["data/results/elasticity.json"] if name in FIGURES_WITH_FITS else []
+
+
+def figure_fits_flag(name):
+    return " ".join(f"--fits {f}" for f in figure_fits(name))

@@ -14,7 +14,8 @@ rule prepare_model:
 
 rule prepare_facts:
     input:
-        fact_source_files,
+        code=code("facts", "records.py"),
+        files=fact_source_files,
     output:
         "data/facts/{facts}/records.jsonl",
     params:
@@ -27,7 +28,8 @@ rule prepare_facts:
 
 rule generate_paraphrases:
     input:
-        "data/facts/{facts}/records.jsonl",
+        code=code("paraphrase.py"),
+        records="data/facts/{facts}/records.jsonl",
     output:
         "data/facts/{facts}/paraphrases.jsonl",
     params:
@@ -36,7 +38,7 @@ rule generate_paraphrases:
     log:
         "logs/paraphrases/{facts}.log",
     shell:
-        "{PY} -m edit_retention paraphrases --records {input} --n-eval {params.n_eval}"
+        "{PY} -m edit_retention paraphrases --records {input.records} --n-eval {params.n_eval}"
         " --seed {params.seed} --out {output} 2> {log}"
 
 
@@ -63,6 +65,7 @@ rule build_corpus:
 
 rule select_intrinsic:
     input:
+        code=CODE_MODEL + code("select.py", "evaluate.py"),
         model="data/models/{model}/base",
         records="data/facts/{facts}/records.jsonl",
     output:
@@ -88,6 +91,7 @@ rule select_intrinsic:
 
 rule layer_stats:
     input:
+        code=CODE_MODEL + code("stats.py"),
         model="data/models/{model}/base",
         corpus="data/corpus/{corpus}/{facts}/train.jsonl",
     output:

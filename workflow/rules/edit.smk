@@ -3,6 +3,7 @@
 
 rule apply_edits:
     input:
+        code=CODE_EDIT,
         model="data/models/{model}/base",
         requests="data/select/{model}/{facts}/edit.jsonl",
         paraphrases="data/facts/{facts}/paraphrases.jsonl",

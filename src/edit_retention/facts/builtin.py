@@ -68,7 +68,13 @@ def _fold(text: str) -> str:
 
 def contains_word(text: str, word: str) -> bool:
     """True when ``word`` occurs in ``text`` as whole words (case- and accent-insensitive)."""
-    return re.search(rf"(?<!\w){re.escape(_fold(word))}(?!\w)", _fold(text)) is not None
+    return _has_word(_fold(text), _fold(word))
+
+
+def _has_word(text_folded: str, word_folded: str) -> bool:
+    """``contains_word`` on already folded strings (the substring test first: it is cheap)."""
+    return word_folded in text_folded and re.search(
+        rf"(?<!\w){re.escape(word_folded)}(?!\w)", text_folded) is not None
 
 
 def _country_name(name: str) -> str:
@@ -217,11 +223,13 @@ def take(pairs: list[tuple[str, str]], n: int, share: float | None) -> list[tupl
 
 
 def _neighbours(subj: str, obj: str, new: str, kept: list[tuple[str, str]],
-                rng: random.Random) -> list[tuple[str, str]]:
+                rng: random.Random, folded: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Up to N_NEIGHBOURS other subjects, those sharing the true object first; never one
-    whose object is the edit's ``new`` target (its neighbourhood test would be undefined)."""
+    whose object is the edit's ``new`` target (its neighbourhood test would be undefined).
+    ``folded``: ``_fold`` of every subject, computed once by the caller."""
+    f = folded if folded is not None else {s: _fold(s) for s, _ in kept}
     others = [(s, o) for s, o in kept
-              if s != subj and o != new and not contains_word(s, subj) and not contains_word(subj, s)]
+              if s != subj and o != new and not _has_word(f[s], f[subj]) and not _has_word(f[subj], f[s])]
     share = [p for p in others if p[1] == obj]
     rest = [p for p in others if p[1] != obj]
     picked = rng.sample(share, min(N_NEIGHBOURS, len(share)))
@@ -229,27 +237,36 @@ def _neighbours(subj: str, obj: str, new: str, kept: list[tuple[str, str]],
 
 
 def make_records(rel_id: str, kept: list[tuple[str, str]], seed: int, source: str) -> list[dict]:
-    """Records of one relation from its kept (subject, object) pairs."""
+    """Records of one built-in relation (its templates) from its kept (subject, object) pairs."""
     rel = relation(rel_id)
+    return records_from_pairs(rel_id, rel.prompt, rel.paraphrases, kept, seed, source)
+
+
+def records_from_pairs(rel_id: str, prompt: str, paraphrases: Iterable[str], kept: list[tuple[str, str]],
+                       seed: int, source: str) -> list[dict]:
+    """Records of one relation from its (subject, object) pairs and templates (steps 4-6 above):
+    ``target_new`` another object of the relation, neighbours other subjects sharing the true
+    object first. Shared by every loader that builds counterfactuals from true facts."""
     objects = sorted({o for _, o in kept})
+    folded = {s: _fold(s) for s, _ in kept} | {o: _fold(o) for o in objects}
     records = []
     for subj, obj in kept:
         case_id = f"{rel_id}-{subj}"
         rng = random.Random(f"{seed}:{case_id}")
-        candidates = [o for o in objects if o != obj and not contains_word(o, subj)]
+        candidates = [o for o in objects if o != obj and not _has_word(folded[o], folded[subj])]
         if not candidates:
             continue
         new = rng.choice(candidates)
-        neigh = _neighbours(subj, obj, new, kept, rng)
+        neigh = _neighbours(subj, obj, new, kept, rng, folded)
         records.append({
             "case_id": case_id,
             "relation": rel_id,
             "subject": subj,
-            "prompt": rel.prompt,
+            "prompt": prompt,
             "target_true": obj,
             "target_new": new,
-            "paraphrase_prompts": list(rel.paraphrases),
-            "neighborhood_prompts": [{"prompt": fill(rel.prompt, s), "target": o} for s, o in neigh],
+            "paraphrase_prompts": list(paraphrases),
+            "neighborhood_prompts": [{"prompt": fill(prompt, s), "target": o} for s, o in neigh],
             "source": source,
         })
     return records

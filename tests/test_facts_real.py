@@ -1,0 +1,385 @@
+"""Fact sources of real public data: EasyEdit CounterFact, zsRE, ParaRel/T-REx, hub loading,
+the data root. Each loader is tested on tiny inline files and, when ../shared/datasets is
+beside the repository, on the real files (skipped cleanly without it)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import types
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edit_retention.config import check_study, resolve_data_root, resolve_source, source_files
+from edit_retention.facts import load_facts
+from edit_retention.facts.pararel import pattern_template
+from edit_retention.io import InputError, write_jsonl
+from edit_retention.paraphrase import split_paraphrases
+from edit_retention.records import fill
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def real(rel: str) -> Path:
+    path = DATASETS / rel
+    if not path.exists():
+        pytest.skip(f"{path} is not on this machine")
+    return path
+
+
+def write(tmp_path, name, obj) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def raises_naming(source, *parts):
+    """load_facts(source) raises an InputError whose message contains every part."""
+    with pytest.raises(InputError) as e:
+        load_facts(source)
+    msg = str(e.value)
+    assert all(p in msg for p in parts), msg
+
+
+# ---------------------------------------------------------------- counterfact_easyedit
+
+def ee_case(case_id=10, subject="BBC One"):
+    return {"case_id": case_id, "prompt": f"{subject}, by", "target_new": "Sega", "subject": subject,
+            "ground_truth": "BBC", "rephrase_prompt": f"{subject} is my favorite product owned by",
+            "locality_prompt": "BBC Radio, by", "locality_ground_truth": "BBC"}
+
+
+def test_easyedit_conversion(tmp_path):
+    second = {k: v for k, v in ee_case(subject="Fiat Uno").items() if k != "case_id"}
+    second.update(rephrase_prompt=["Fiat Uno is made by", "no subject here:"],
+                  locality_prompt=["Fiat Panda, by", "Sega Saturn, by"],
+                  locality_ground_truth=["Fiat", "Sega"], target_new="Sega ")
+    stats = {}
+    recs = load_facts({"type": "counterfact_easyedit", "path": write(tmp_path, "ee.json", [ee_case(), second])}, stats)
+    assert recs[0] == {
+        "case_id": "10", "relation": "counterfact_easyedit", "subject": "BBC One", "prompt": "{}, by",
+        "target_true": "BBC", "target_new": "Sega",
+        "paraphrase_prompts": ["{} is my favorite product owned by"],
+        "neighborhood_prompts": [{"prompt": "BBC Radio, by", "target": "BBC"}],
+        "source": "counterfact_easyedit:ee.json",
+    }
+    # no case_id: the row index; lists accepted; a neighbour answering target_new is dropped
+    assert recs[1]["case_id"] == "1" and recs[1]["target_new"] == "Sega"
+    assert recs[1]["paraphrase_prompts"] == ["{} is made by"]
+    assert recs[1]["neighborhood_prompts"] == [{"prompt": "Fiat Panda, by", "target": "Fiat"}]
+    assert stats == {"n_paraphrases_dropped": 1, "n_neighbours_dropped": 1, "n_records": 2}
+
+
+@pytest.mark.parametrize("breakage, field", [
+    (lambda c: c.pop("ground_truth"), "ground_truth"),
+    (lambda c: c.update(prompt="Some channel, by"), "prompt"),
+    (lambda c: c.update(target_new="  "), "target_new"),
+    (lambda c: c.update(locality_prompt=3), "locality_prompt"),
+    (lambda c: c.update(target_new="BBC"), "target_new"),
+])
+def test_easyedit_bad_record_names_file_record_case_and_field(tmp_path, breakage, field):
+    bad = ee_case(42, "Arun Nehru")
+    breakage(bad)
+    path = write(tmp_path, "ee.json", [ee_case(), bad])
+    raises_naming({"type": "counterfact_easyedit", "path": path}, path, "record 1", "(case_id ", "42", f"'{field}'")
+
+
+def test_easyedit_real_file():
+    path = real("counterfact/counterfact_easyedit_val.json")
+    raw = json.loads(path.read_text())
+    stats = {}
+    recs = load_facts({"type": "counterfact_easyedit", "path": str(path)}, stats)
+    assert len(recs) == len(raw) == 1919 and stats["n_paraphrases_dropped"] == 0
+    for rec, case in zip(recs, raw):
+        assert rec["case_id"] == str(case["case_id"]) and rec["subject"] == case["subject"]
+        assert fill(rec["prompt"], rec["subject"]) == case["prompt"].strip()
+        assert (rec["target_true"], rec["target_new"]) == (case["ground_truth"].strip(), case["target_new"].strip())
+        assert [fill(t, rec["subject"]) for t in rec["paraphrase_prompts"]] == [case["rephrase_prompt"].strip()]
+        assert rec["neighborhood_prompts"] == [{"prompt": case["locality_prompt"],
+                                                "target": case["locality_ground_truth"].strip()}]
+
+
+# ---------------------------------------------------------------- zsre
+
+def zsre_case(subject="Ramalinaceae"):
+    return {"subject": subject, "src": f"Which family does {subject} belong to?", "pred": "Ramalinales",
+            "rephrase": f"What family are {subject}?", "alt": "Lamiinae", "answers": ["Lecanorales"],
+            "loc": "nq question: types of skiing in the winter olympics 2018", "loc_ans": "Downhill",
+            "cond": "x", "portability": {}}
+
+
+def test_zsre_conversion_and_drops(tmp_path):
+    no_subject = dict(zsre_case(), src="Which family does it belong to?")
+    alt_is_true = dict(zsre_case("Lamiaceae"), alt="lecanorales ")
+    no_rephrase = dict(zsre_case("Pinaceae"), rephrase="What family is it?", loc_ans="Lamiinae",
+                       answers=["Pinales", "Coniferales"])
+    stats = {}
+    recs = load_facts({"type": "zsre", "path": write(tmp_path, "z.json",
+                                                     [zsre_case(), no_subject, alt_is_true, no_rephrase])}, stats)
+    assert recs[0] == {
+        "case_id": "0", "relation": "zsre", "subject": "Ramalinaceae",
+        "prompt": "Which family does {} belong to?", "target_true": "Lecanorales", "target_new": "Lamiinae",
+        "paraphrase_prompts": ["What family are {}?"],
+        "neighborhood_prompts": [{"prompt": "nq question: types of skiing in the winter olympics 2018?",
+                                  "target": "Downhill"}],
+        "source": "zsre:z.json",
+    }
+    # case ids are row indices: dropping rows 1 and 2 does not renumber row 3
+    assert recs[1]["case_id"] == "3" and recs[1]["target_true"] == "Pinales"
+    assert recs[1]["paraphrase_prompts"] == [] and recs[1]["neighborhood_prompts"] == []
+    assert stats == {"n_dropped_subject_not_in_prompt": 1, "n_dropped_target_new_is_true": 1,
+                     "n_paraphrases_dropped": 1, "n_neighbours_dropped": 1, "n_records": 2}
+
+
+@pytest.mark.parametrize("breakage, field", [
+    (lambda c: c.pop("loc_ans"), "loc_ans"),
+    (lambda c: c.update(answers=[]), "answers"),
+    (lambda c: c.update(answers=[""]), "answers[0]"),
+    (lambda c: c.update(alt=""), "alt"),
+    (lambda c: c.update(subject=None), "subject"),
+])
+def test_zsre_bad_record_names_file_record_and_field(tmp_path, breakage, field):
+    bad = zsre_case()
+    breakage(bad)
+    path = write(tmp_path, "z.json", [zsre_case(), bad])
+    raises_naming({"type": "zsre", "path": path}, path, "record 1", f"'{field}'")
+
+
+def test_zsre_real_file():
+    path = real("zsre/zsre_mend_eval_1037.json")
+    raw = json.loads(path.read_text())
+    stats = {}
+    recs = load_facts({"type": "zsre", "path": str(path)}, stats)
+    n_alt_true = sum(c["alt"].strip().lower() in {a.strip().lower() for a in c["answers"]} for c in raw)
+    assert stats["n_dropped_target_new_is_true"] == n_alt_true > 0
+    assert stats["n_dropped_subject_not_in_prompt"] == sum(c["subject"] not in c["src"] for c in raw)
+    assert len(recs) == len(raw) - n_alt_true - stats["n_dropped_subject_not_in_prompt"] >= 1000
+    for rec in recs:
+        case = raw[int(rec["case_id"])]
+        assert fill(rec["prompt"], rec["subject"]) == case["src"]
+        assert (rec["target_true"], rec["target_new"]) == (case["answers"][0].strip(), case["alt"].strip())
+        assert [fill(t, rec["subject"]) for t in rec["paraphrase_prompts"]] == [case["rephrase"]]
+        assert rec["neighborhood_prompts"] == [{"prompt": case["loc"] + "?", "target": case["loc_ans"]}]
+
+
+# ---------------------------------------------------------------- pararel
+
+def write_pararel(root: Path, patterns: dict, facts: dict) -> str:
+    for rel, pats in patterns.items():
+        write_jsonl(root / "patterns" / f"{rel}.jsonl", [{"pattern": p} for p in pats])
+    for rel, pairs in facts.items():
+        write_jsonl(root / "trex" / f"{rel}.jsonl", [{"sub_label": s, "obj_label": o, "uuid": str(i)}
+                                                    for i, (s, o) in enumerate(pairs)])
+    return str(root)
+
+
+PATTERNS = {"P36": ["The capital of [X] is [Y] .", "[Y] is the capital of [X].", "[X]'s capital is [Y]",
+                    "The capital of [X] is [Y] ."],
+            "P30": ["[X] is located in [Y] ."]}
+FACTS = {"P36": [("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Peru", "Lima"),
+                 ("Chile", "Santiago"), ("Luxembourg", "Luxembourg"), ("Georgia", "Tbilisi"),
+                 ("Georgia", "Atlanta"), ("France", "Paris")],
+         "P30": [("Ghana", "Africa"), ("Kenya", "Africa"), ("Mali", "Africa"), ("Chad", "Africa"),
+                 ("Peru", "South America"), ("Laos", "Asia")],
+         "P31": [("Paris", "city")]}
+
+
+def test_pattern_template():
+    assert pattern_template("The capital of [X] is [Y] .") == "The capital of {} is"
+    assert pattern_template("[X] works as [Y].") == "{} works as"
+    assert pattern_template("[Y] is the capital of [X].") is None
+    assert pattern_template("[X] [Y]") is None
+
+
+def test_pararel_conversion(tmp_path):
+    root = write_pararel(tmp_path / "pararel", PATTERNS, FACTS)
+    stats = {}
+    recs = load_facts({"type": "pararel", "path": root, "seed": 0}, stats)
+    rels = Counter(r["relation"] for r in recs)
+    assert list(rels) == ["P30", "P36"] and rels == {"P30": 6, "P36": 5}  # P31: no patterns
+    assert stats["n_dropped_ambiguous_subject"] == 1  # Georgia
+    assert stats["n_dropped_subject_has_object"] == 1  # Luxembourg -> Luxembourg
+    truth = {(r["relation"], r["subject"]): r["target_true"] for r in recs}
+    for r in recs:
+        if r["relation"] == "P36":
+            assert r["prompt"] == "The capital of {} is" and r["paraphrase_prompts"] == ["{}'s capital is"]
+        else:
+            assert r["prompt"] == "{} is located in" and r["paraphrase_prompts"] == []
+        assert r["case_id"] == f"{r['relation']}-{r['subject']}" and r["source"] == f"pararel:{r['relation']}"
+        objects = {o for (rel, _), o in truth.items() if rel == r["relation"]}
+        assert r["target_new"] in objects - {r["target_true"]}
+        assert len(r["neighborhood_prompts"]) == 3
+        for n in r["neighborhood_prompts"]:
+            subj = next(s for (rel, s) in truth if rel == r["relation"] and fill(r["prompt"], s) == n["prompt"])
+            assert subj != r["subject"] and n["target"] == truth[(r["relation"], subj)] != r["target_new"]
+    ghana = next(r for r in recs if r["subject"] == "Ghana")
+    assert [n["target"] for n in ghana["neighborhood_prompts"]] == ["Africa"] * 3  # sharers first
+    # options: relations in the given order, per_relation, seed, min_paraphrases
+    again = load_facts({"type": "pararel", "path": root, "relations": ["P36", "P30"], "per_relation": 2, "seed": 0})
+    assert [r["relation"] for r in again] == ["P36", "P36", "P30", "P30"]
+    assert load_facts({"type": "pararel", "path": root, "seed": 0}) == recs
+    assert load_facts({"type": "pararel", "path": root, "seed": 1}) != recs
+    stats = {}
+    assert {r["relation"] for r in load_facts({"type": "pararel", "path": root, "min_paraphrases": 1}, stats)} == {"P36"}
+    assert stats["n_dropped_min_paraphrases"] == 6
+
+
+def test_pararel_errors(tmp_path):
+    root = write_pararel(tmp_path / "pararel", PATTERNS, FACTS)
+    raises_naming({"type": "pararel", "path": root, "relations": ["P31"]}, "'relations'", "P31", "patterns")
+    raises_naming({"type": "pararel", "path": root, "per_relation": 0}, "'per_relation'")
+    raises_naming({"type": "pararel", "path": str(tmp_path / "nowhere")}, "no such directory")
+    raises_naming({"type": "pararel", "path": root, "hf": "x/y"}, "unknown field", "'hf'")
+    trex = Path(root) / "trex" / "P30.jsonl"
+    trex.write_text(trex.read_text() + json.dumps({"sub_label": "Togo"}) + "\n")
+    raises_naming({"type": "pararel", "path": root}, str(trex), "record 6", "'obj_label'")
+
+
+def test_pararel_real_folder():
+    root = real("pararel")
+    stats = {}
+    recs = load_facts({"type": "pararel", "path": str(root), "relations": ["P36", "P30", "P19", "P101"],
+                       "per_relation": 40, "seed": 0, "min_paraphrases": 2}, stats)
+    assert Counter(r["relation"] for r in recs) == {"P36": 40, "P30": 40, "P19": 40, "P101": 40}
+    capital = next(r for r in recs if r["relation"] == "P36")
+    assert capital["prompt"] == "The capital of {} is" and "The capital city of {} is" in capital["paraphrase_prompts"]
+    split_paraphrases(recs, n_eval=1)  # every record is usable by the paraphrase stage
+    n_sharing = sum(any(n["target"] == r["target_true"] for n in r["neighborhood_prompts"]) for r in recs)
+    assert n_sharing > len(recs) / 2
+
+
+# ---------------------------------------------------------------- hub branch
+
+@pytest.fixture()
+def fake_hub(monkeypatch):
+    """A stand-in `datasets` module: records load_dataset's calls, returns canned rows."""
+    calls, rows = [], {}
+
+    def load_dataset(path, split=None, revision=None, **kw):
+        calls.append({"path": path, "split": split, "revision": revision, **kw})
+        return rows[path]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    return calls, rows
+
+
+def test_hub_branch_builds_the_right_call(fake_hub, tmp_path):
+    calls, rows = fake_hub
+    rows["owner/zsre"] = [zsre_case()]
+    rows["owner/cf"] = [ee_case()]
+    recs = load_facts({"type": "zsre", "hf": "owner/zsre"})
+    assert calls == [{"path": "owner/zsre", "split": "train", "revision": None}]
+    assert recs[0]["source"] == "zsre:hf:owner/zsre" and recs[0]["target_new"] == "Lamiinae"
+    load_facts({"type": "counterfact_easyedit", "hf": "owner/cf", "split": "validation", "revision": "abc123"})
+    assert calls[-1] == {"path": "owner/cf", "split": "validation", "revision": "abc123"}
+    raises_naming({"type": "zsre", "hf": "owner/zsre", "path": "x.json"}, "exactly one of 'path'", "'hf'")
+    raises_naming({"type": "zsre", "path": write(tmp_path, "z.json", [zsre_case()]), "revision": "abc"},
+                  "'revision' only goes with 'hf'")
+    raises_naming({"type": "zsre", "hf": ""}, "'hf' must be a non-empty string")
+    assert len(calls) == 2
+
+
+# ---------------------------------------------------------------- data root
+
+def test_resolve_data_root():
+    assert resolve_data_root("${data_root}/cf/x.json", "../shared/datasets/") == "../shared/datasets/cf/x.json"
+    assert resolve_data_root("${data_root}", "/data") == "/data"
+    assert resolve_data_root("${data_root}/x", "/") == "/x"
+    assert resolve_data_root("sources/x.json", None) == "sources/x.json"
+    with pytest.raises(InputError, match="no data root is set"):
+        resolve_data_root("${data_root}/x", None)
+    with pytest.raises(InputError, match="may only start a path"):
+        resolve_data_root("sources/${data_root}/x", "/data")
+    src = {"type": "zsre", "path": "${data_root}/z.json"}
+    assert resolve_source(src, "d") == {"type": "zsre", "path": "d/z.json"} and src["path"] == "${data_root}/z.json"
+    assert resolve_source({"type": "builtin"}, None) == {"type": "builtin"}
+
+
+def test_loaders_and_source_files_use_the_data_root(tmp_path):
+    write(tmp_path, "z.json", [zsre_case()])
+    src = {"type": "zsre", "path": "${data_root}/z.json"}
+    assert load_facts(src, data_root=str(tmp_path))[0]["source"] == "zsre:z.json"
+    raises_naming(src, "uses ${data_root}", "no data root is set")
+    assert source_files(src, str(tmp_path)) == [str(tmp_path / "z.json")]
+    root = write_pararel(tmp_path / "pararel", PATTERNS, FACTS)
+    assert source_files({"type": "pararel", "path": "${data_root}/pararel"}, str(tmp_path)) == sorted(
+        str(p) for p in Path(root).rglob("*.jsonl"))
+    assert source_files({"type": "builtin"}) == [] and source_files({"type": "zsre", "hf": "a/b"}) == []
+
+
+def merged(*configs):
+    """Snakemake's merge of config files (later ones update earlier ones, recursively)."""
+    out: dict = {}
+
+    def update(a, b):
+        for k, v in b.items():
+            if isinstance(v, dict) and isinstance(a.get(k), dict):
+                update(a[k], v)
+            else:
+                a[k] = copy.deepcopy(v)
+    for c in configs:
+        update(out, c)
+    return out
+
+
+@pytest.fixture()
+def realdata():
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return merged(base, yaml.safe_load((ROOT / "workflow/config/realdata.yaml").read_text()))
+
+
+def test_realdata_config_is_valid_and_names_files_under_the_data_root(realdata):
+    check_study(realdata, where="realdata.yaml")
+    assert realdata["data_root"] == "../shared/datasets"
+    assert {f: s["source"]["type"] for f, s in realdata["facts"].items() if f != "builtin"} == {
+        "counterfact": "counterfact", "zsre": "zsre"}
+    for name in ("counterfact", "zsre"):
+        assert realdata["facts"][name]["source"]["path"].startswith("${data_root}/")
+    broken = copy.deepcopy(realdata)
+    del broken["data_root"]
+    with pytest.raises(InputError, match=r"realdata.yaml: facts.counterfact.source: path: .*no data root is set"):
+        check_study(broken, where="realdata.yaml")
+
+
+def test_realdata_files_exist_and_load(realdata):
+    real("counterfact")
+    data_root = str(ROOT / realdata["data_root"])
+    for name in ("counterfact", "zsre"):
+        source = realdata["facts"][name]["source"]
+        files = source_files(source, data_root)
+        assert len(files) == 1 and Path(files[0]).resolve().is_relative_to(DATASETS.resolve())
+        assert len(load_facts(source, data_root=data_root, stats={})) >= 500
+
+
+def test_snakemake_resolves_the_data_root_and_watches_the_data_file(tmp_path):
+    """The whole realdata study plans (nothing in it chokes on "${data_root}"); prepare_facts
+    gets the resolved file as input and in its source; a changed data file reruns it (one
+    dry run: the output exists but is older than the data file)."""
+    work, data = tmp_path / "work", tmp_path / "data"
+    work.mkdir()
+    for name in ("Snakefile", "params.yaml", "workflow", "src"):
+        (work / name).symlink_to(ROOT / name)
+    out = work / "data" / "facts" / "counterfact" / "records.jsonl"
+    out.parent.mkdir(parents=True)
+    out.write_text("")
+    cf = data / "counterfact" / "counterfact_500.json"
+    cf.parent.mkdir(parents=True)
+    cf.write_text("[]")
+    stamp = out.stat().st_mtime + 10
+    os.utime(cf, (stamp, stamp))
+    exe = Path(sys.executable).parent / "snakemake"
+    r = subprocess.run([str(exe), "-n", "-p", "--cores", "1", "--configfile", "workflow/config/realdata.yaml",
+                        "--config", f"data_root={data}"],
+                       cwd=work, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    block = next(b for b in r.stdout.split("\n\n") if "rule prepare_facts:" in b)
+    inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
+    assert str(cf) in inputs and "Updated input files" in block, block
+    assert json.dumps({"path": str(cf), "type": "counterfact"}, sort_keys=True) in block, block
+    assert "rule report:" in r.stdout  # its params hold the whole config, "${data_root}" included
