@@ -1,7 +1,11 @@
 """Benchmark editors on a real model: seconds per edit and edit success, per layer.
 
 Edits N well-known facts (capitals, counterfactual targets, written inline) in batch mode
-and prints a table. Protocols (all teacher-forced, mean token log-prob over the target):
+and prints a table. ROME runs once per ``--layers`` entry; editors whose hparams name a
+``layers`` list (FT-L, MEMIT, AlphaEdit) run once per ``--layer-sets`` entry ("3-7" or
+"2,4,6"), or per single layer of ``--layers`` when no sets are given. Statistics are
+computed (and cached) for every layer an editor with ``uses_stats`` needs.
+Protocols (all teacher-forced, mean token log-prob over the target):
   ES   share of facts with logP(target_new) > logP(target_true) on the edit prompt
   PS   the same on two paraphrase templates that were NOT used during editing
   NS   share of 8 unedited control countries whose true capital still beats a wrong one
@@ -11,6 +15,8 @@ Usage::
 
     python benchmarks/bench_editors.py --model /tmp/m/base --layers 3 5 8 12 \
         --editors rome ft_l --n 16 --stats-text /work/shared/datasets/text/wikitext2_valid.txt
+    python benchmarks/bench_editors.py --model /tmp/m/base --editors memit alphaedit \
+        --layer-sets 3-7 4-8 --hparams-set smollm2-135m
 """
 from __future__ import annotations
 
@@ -80,10 +86,21 @@ def wikitext_passages(path: str, n: int) -> list[str]:
     return out
 
 
+def parse_layer_set(text: str) -> list[int]:
+    """"3-7" -> [3, 4, 5, 6, 7]; "2,4,6" -> [2, 4, 6]."""
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(x) for x in text.split(",")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="/tmp/m/base")
     ap.add_argument("--layers", type=int, nargs="+", default=[5])
+    ap.add_argument("--layer-sets", nargs="+", default=None,
+                    help="layer sets for editors with a 'layers' list, e.g. 3-7 or 2,4,6")
+    ap.add_argument("--hparams-set", default=None, help="versioned hparams set, e.g. smollm2-135m")
     ap.add_argument("--editors", nargs="+", default=["rome"])
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--stats-text", default="/work/shared/datasets/text/wikitext2_valid.txt")
@@ -97,11 +114,17 @@ def main() -> None:
 
     model, tok = load_model(args.model, device=args.device)
     reqs = requests(args.n)
+    sets = [parse_layer_set(x) for x in args.layer_sets] if args.layer_sets else [[l] for l in args.layers]
+    runs = []  # (editor, layer key of its hparams)
+    for e in args.editors:
+        runs += [(e, {"layer": l}) for l in args.layers] if e == "rome" else [(e, {"layers": ls}) for ls in sets]
+    uses_stats = {e: bool(getattr(get_editor(e), "uses_stats", False)) for e in args.editors}
+    need = sorted({l for e, key in runs if uses_stats[e] for l in key.get("layers", [key.get("layer")])})
     stats = None
-    if not args.no_stats and "rome" in args.editors:
+    if not args.no_stats and need:
         cache = Path(args.stats_cache)
         stats, meta = load_stats(cache) if cache.exists() else ({}, {})
-        missing = [l for l in args.layers if l not in stats]
+        missing = [l for l in need if l not in stats]
         if missing:
             t0 = time.perf_counter()
             texts = wikitext_passages(args.stats_text, args.stats_passages)
@@ -113,21 +136,21 @@ def main() -> None:
     print(f"before editing: {json.dumps({k: round(v, 3) for k, v in base.items()})}")
     table = []
     overrides = json.loads(args.hp)
-    for editor in args.editors:
-        for layer in args.layers:
-            key = {"layer": layer} if editor == "rome" else {"layers": [layer]}
-            hp = make_hparams(editor, {**key, **{k: v for k, v in overrides.items()
-                                                 if k in make_hparams(editor).__dataclass_fields__}})
-            res = get_editor(editor).edit(model, tok, reqs, hp, stats if editor == "rome" else None)
-            with deltas_applied(model, res.deltas):
-                s = score(model, tok, reqs)
-            steps = [c.get("steps", res.log.get("steps", 0)) for c in res.log["cases"]]
-            table.append({"editor": editor, "layer": layer, "n": len(reqs), "seconds": res.log["seconds"],
-                          "s_per_edit": res.log["seconds"] / len(reqs), "mean_steps": sum(steps) / len(steps), **s})
-            r = table[-1]
-            print(f"{editor:6s} L{layer:<3d} n={r['n']:<3d} {r['seconds']:7.1f}s {r['s_per_edit']:6.2f}s/edit "
-                  f"steps={r['mean_steps']:5.1f} ES={r['ES']:.3f} PS={r['PS']:.3f} NS={r['NS']:.3f} Pnew={r['Pnew']:.3f}",
-                  flush=True)
+    for editor, key in runs:
+        layer = key["layer"] if "layer" in key else ",".join(map(str, key["layers"]))
+        hp = make_hparams(editor, {**key, **{k: v for k, v in overrides.items()
+                                             if k in make_hparams(editor).__dataclass_fields__}},
+                          hparams_set=args.hparams_set)
+        res = get_editor(editor).edit(model, tok, reqs, hp, stats if uses_stats[editor] else None)
+        with deltas_applied(model, res.deltas):
+            s = score(model, tok, reqs)
+        steps = [c.get("steps", res.log.get("steps", 0)) for c in res.log["cases"]]
+        table.append({"editor": editor, "layer": layer, "n": len(reqs), "seconds": res.log["seconds"],
+                      "s_per_edit": res.log["seconds"] / len(reqs), "mean_steps": sum(steps) / len(steps), **s})
+        r = table[-1]
+        print(f"{editor:9s} L{str(layer):<10s} n={r['n']:<3d} {r['seconds']:7.1f}s {r['s_per_edit']:6.2f}s/edit "
+              f"steps={r['mean_steps']:5.1f} ES={r['ES']:.3f} PS={r['PS']:.3f} NS={r['NS']:.3f} Pnew={r['Pnew']:.3f}",
+              flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2))
 

@@ -67,7 +67,7 @@ def assert_same(model, snap):
 
 
 def test_registry_and_hparams():
-    with pytest.raises(InputError, match="unknown editor 'memitt'.*ft_l, rome"):
+    with pytest.raises(InputError, match="unknown editor 'memitt'.*ft_l, memit, mend, rome"):
         get_editor("memitt")
     with pytest.raises(InputError, match="rome hparams: unknown key 'layre'"):
         make_hparams("rome", {"layre": 5})

@@ -200,6 +200,9 @@ def test_killed_run_reruns_to_identical_results(repo):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # A killed Snakemake leaves its lock; a user unlocks (README) and reruns.
+    assert "cannot be locked" in run(["snakemake", "--cores", "1", "--", target], repo, check=False).stdout
+    run(["snakemake", "--unlock"], repo)
     run(["snakemake", "--cores", "2", "--rerun-incomplete", "--", target], repo)
     for f, data in before.items():
         assert (repo / f).read_bytes() == data, f

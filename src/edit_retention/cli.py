@@ -4,7 +4,7 @@ Usage::
 
     python -m edit_retention <stage> [options]       # --help on any stage
 
-Stages: prepare-model, prepare-facts, paraphrases, corpus, task-data, select, stats, edit,
+Stages: prepare-model, prepare-facts, paraphrases, corpus, task-data, select, stats, train-mend, edit,
 finetune, evaluate, summarize, analyze, figure, figures, report, check-config. Structured
 options (sources, hyperparameters) are JSON strings; every output is written atomically.
 """
@@ -124,6 +124,38 @@ def edit_requests(edit_records: list[dict], paraphrases: list[dict], k: int) -> 
         reqs.append({"case_id": r["case_id"], "subject": r["subject"], "prompt": r["prompt"],
                      "target_new": r["target_new"], "target_true": r["target_true"], "aug_prompts": a[:k]})
     return reqs
+
+
+def mend_train_requests(records: list[dict], exclude: set[str]) -> list[dict]:
+    """MEND's edit-training split: every fact outside the study's edit and control sets, its
+    paraphrase templates as aug prompts and its neighbourhood prompts as locality texts."""
+    out = []
+    for r in records:
+        if r["case_id"] in exclude:
+            continue
+        out.append({"case_id": r["case_id"], "subject": r["subject"], "prompt": r["prompt"],
+                    "target_new": r["target_new"], "target_true": r["target_true"],
+                    "aug_prompts": list(r["paraphrase_prompts"][:1]),
+                    "locality_prompts": [n["prompt"] for n in r["neighborhood_prompts"]]})
+    if not out:
+        raise InputError("train-mend: no facts are left for MEND's training split once the edit and "
+                         "control sets are excluded; use a larger fact set")
+    return out
+
+
+def cmd_train_mend(a):
+    from .editors import make_hparams
+    from .mend_train import save_hypernet, train_mend
+    hp = make_hparams("mend", a.hparams, a.hparams_set)
+    model, tok, _ = _load(a, with_edit=False)
+    exclude = {r["case_id"] for p in a.exclude for r in read_jsonl(p)}
+    reqs = mend_train_requests(_records(a.records), exclude)
+    n_val = min(a.n_val, len(reqs) // 5)
+    train, val = reqs[n_val:], reqs[:n_val]
+    tensors, config = train_mend(model, tok, train, hp, a.seed, val_requests=val or None)
+    save_hypernet(a.out, tensors, config)
+    log.info("MEND hypernetwork: %d training / %d held-out facts, %.0f s", len(train), len(val),
+             config["train"]["seconds"])
 
 
 def cmd_edit(a):
@@ -431,6 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-len", type=int, default=128)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--out", required=True)
+    s = add("train-mend", cmd_train_mend, "train MEND's hypernetwork on facts outside the study's sets")
+    s.add_argument("--model", required=True, help="prepared model folder")
+    s.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    s.add_argument("--records", required=True, help="the fact set (JSONL)")
+    s.add_argument("--exclude", nargs="*", default=[], help="record files whose case_ids are left out (edit, control)")
+    s.add_argument("--hparams", type=_json, default={}, help="mend overrides (JSON), applied last")
+    s.add_argument("--hparams-set", help="versioned hyperparameter file hparams/mend/<set>.yaml")
+    s.add_argument("--n-val", type=int, default=20, help="held-out training facts scored before/after")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="hypernetwork folder")
     s = sub.choices["edit"]
     s.add_argument("--editor", required=True)
     s.add_argument("--hparams", type=_json, default={}, help="overrides (JSON), applied last")

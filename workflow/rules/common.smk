@@ -123,8 +123,28 @@ def resolved_hparams(model, editor):
     return asdict(make_hparams(editor, config["editors"][editor], hparams_set(model) or None))
 
 
+def editor_trains(editor):
+    """Editors whose edits need a trained artifact first (MEND's hypernetwork)."""
+    return editor == "mend"
+
+
+def hypernet_dir(model, facts):
+    return f"data/edits/{model}/{facts}/_mend/hypernet"   # inside DVC's data/edits output
+
+
+def editor_artifacts(wildcards):
+    return [hypernet_dir(wildcards.model, wildcards.facts)] if editor_trains(wildcards.editor) else []
+
+
 def editor_hparams(wildcards):
-    return as_json(resolved_hparams(wildcards.model, wildcards.editor))
+    hp = resolved_hparams(wildcards.model, wildcards.editor)
+    if editor_trains(wildcards.editor):
+        hp["hypernet"] = hypernet_dir(wildcards.model, wildcards.facts)
+    return as_json(hp)
+
+
+def mend_hparams(wildcards):
+    return as_json(resolved_hparams(wildcards.model, "mend"))
 
 
 def hparams_set(model):

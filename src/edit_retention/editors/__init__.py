@@ -29,10 +29,14 @@ from pathlib import Path
 from ..io import InputError
 from .base import (EditError, EditResult, apply_deltas, deltas_applied, help_of, load_edit,
                    request_from_record, save_edit, build_hparams)
-from .ft_l import FtLEditor, FtLHparams
+from .ft_l import FtEditor, FtHparams, FtLEditor, FtLHparams
+from .mend import MendEditor, MendHparams
+from .alphaedit import AlphaEditEditor, AlphaEditHparams
+from .memit import MemitEditor, MemitHparams
 from .rome import RomeEditor, RomeHparams
 
-EDITORS: dict[str, type] = {"rome": RomeEditor, "ft_l": FtLEditor}
+EDITORS: dict[str, type] = {"rome": RomeEditor, "ft_l": FtLEditor, "ft": FtEditor, "mend": MendEditor,
+                          "memit": MemitEditor, "alphaedit": AlphaEditEditor}
 
 
 def get_editor(name: str):
@@ -83,6 +87,6 @@ def make_hparams(name: str, overrides: dict | None = None, hparams_set: str | No
     return build_hparams(name, cls, {**values, **(overrides or {})})
 
 
-__all__ = ["EDITORS", "EditError", "EditResult", "edited_layers", "FtLHparams", "RomeHparams", "apply_deltas",
+__all__ = ["AlphaEditHparams", "MemitHparams", "EDITORS", "EditError", "EditResult", "edited_layers", "FtHparams", "FtLHparams", "MendHparams", "RomeHparams", "apply_deltas",
            "deltas_applied", "get_editor", "help_of", "hparams_file", "hparams_sets", "load_edit", "make_hparams",
            "request_from_record", "save_edit"]

@@ -125,13 +125,18 @@ def _value_rows(tok, requests: list[dict], hp: RomeHparams) -> tuple[list[Row], 
 
 
 def compute_values(model, tok, requests: list[dict], hp: RomeHparams,
-                   keys: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
-    """v* per request, float64 (n, d_out), and per-case numbers (steps, p_target, norms...)."""
+                   keys: torch.Tensor, ref_norm: torch.Tensor | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """v* per request, float64 (n, d_out), and per-case numbers (steps, p_target, norms...).
+
+    ``ref_norm`` (n,): the per-request norm that the clamp and the weight decay are relative
+    to; None (ROME) means ||W k*||. MEMIT passes the residual-stream norm at the edited token
+    (adding delta to the MLP output equals adding it to the block's residual output there)."""
     device = next(model.parameters()).device
     n = len(requests)
     W = mlp_out_weight(model, hp.layer).detach().to(torch.float64)
     v_base = keys.to(device) @ W.T                                   # W k*
-    max_norm = hp.clamp_norm_factor * v_base.norm(dim=1)
+    ref = v_base.norm(dim=1) if ref_norm is None else ref_norm.to(device, torch.float64)
+    max_norm = hp.clamp_norm_factor * ref
     target_rows, kl_rows = _value_rows(tok, requests, hp)
     rows = target_rows + kl_rows
     n_t = len(target_rows)
@@ -177,7 +182,8 @@ def compute_values(model, tok, requests: list[dict], hp: RomeHparams,
                 kl = torch.nn.functional.kl_div(kl_logp, kl_init[act], log_target=True,
                                                 reduction="none").sum(1)         # KL(P_orig || P_edited)
                 dn = torch.stack([deltas[r].norm() for r in active])
-                wd = hp.v_weight_decay * dn / v_base[act].norm(dim=1).float() ** 2
+                ref_act = v_base[act].norm(dim=1) if ref_norm is None else ref[act]
+                wd = hp.v_weight_decay * dn / ref_act.float() ** 2
                 loss = nll + hp.kl_weight * kl + wd
                 bad = [requests[r]["case_id"] for j, r in enumerate(active) if not torch.isfinite(loss[j])]
                 if bad:
