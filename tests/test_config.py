@@ -40,3 +40,27 @@ def test_bad_config_names_the_key(cfg, mutate, message):
     mutate(cfg)
     with pytest.raises(InputError, match=message):
         check_study(cfg, where="params.yaml")
+
+
+def deep_merge(a: dict, b: dict) -> dict:
+    """Snakemake's merge of --configfile over params.yaml (recursive)."""
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.mark.parametrize("name", ["smoke", "finetune_suite", "realdata", "paper", "decay", "editors"])
+def test_named_configs_are_valid(cfg, name):
+    named = yaml.safe_load((ROOT / f"workflow/config/{name}.yaml").read_text())
+    check_study(deep_merge(cfg, named), where=f"{name}.yaml")
+
+
+def test_paper_configs_use_published_hparam_sets(cfg):
+    from edit_retention.editors import edited_layers, make_hparams
+    paper = deep_merge(cfg, yaml.safe_load((ROOT / "workflow/config/paper.yaml").read_text()))
+    layers = {m: edited_layers(make_hparams("rome", paper["editors"]["rome"], paper["models"][m]["hparams"]))
+              for m in paper["grid"]["models"]}
+    assert layers == {"gpt2-xl": [17], "gpt-j-6b": [5], "llama3-8b": [5]}
+    decay = deep_merge(cfg, yaml.safe_load((ROOT / "workflow/config/decay.yaml").read_text()))
+    assert make_hparams("memit", decay["editors"]["memit"], "gpt-j-6b").layers == [3, 4, 5, 6, 7, 8]

@@ -338,19 +338,20 @@ def test_realdata_config_is_valid_and_names_files_under_the_data_root(realdata):
     check_study(realdata, where="realdata.yaml")
     assert realdata["data_root"] == "../shared/datasets"
     assert {f: s["source"]["type"] for f, s in realdata["facts"].items() if f != "builtin"} == {
-        "counterfact": "counterfact", "zsre": "zsre"}
-    for name in ("counterfact", "zsre"):
+        "counterfact-easyedit": "counterfact_easyedit", "counterfact": "counterfact", "zsre": "zsre"}
+    assert realdata["grid"]["facts"] == "counterfact-easyedit"
+    for name in ("counterfact-easyedit", "counterfact", "zsre"):
         assert realdata["facts"][name]["source"]["path"].startswith("${data_root}/")
     broken = copy.deepcopy(realdata)
     del broken["data_root"]
-    with pytest.raises(InputError, match=r"realdata.yaml: facts.counterfact.source: path: .*no data root is set"):
+    with pytest.raises(InputError, match=r"realdata.yaml: facts.counterfact.*source: path: .*no data root is set"):
         check_study(broken, where="realdata.yaml")
 
 
 def test_realdata_files_exist_and_load(realdata):
     real("counterfact")
     data_root = str(ROOT / realdata["data_root"])
-    for name in ("counterfact", "zsre"):
+    for name in ("counterfact-easyedit", "counterfact", "zsre"):
         source = realdata["facts"][name]["source"]
         files = source_files(source, data_root)
         assert len(files) == 1 and Path(files[0]).resolve().is_relative_to(DATASETS.resolve())
@@ -374,8 +375,9 @@ def test_snakemake_resolves_the_data_root_and_watches_the_data_file(tmp_path):
     stamp = out.stat().st_mtime + 10
     os.utime(cf, (stamp, stamp))
     exe = Path(sys.executable).parent / "snakemake"
+    (work / "cf.yaml").write_text("grid: {facts: counterfact}\n")   # the original-schema file
     r = subprocess.run([str(exe), "-n", "-p", "--cores", "1", "--configfile", "workflow/config/realdata.yaml",
-                        "--config", f"data_root={data}"],
+                        "cf.yaml", "--config", f"data_root={data}"],
                        cwd=work, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     block = next(b for b in r.stdout.split("\n\n") if "rule prepare_facts:" in b)
