@@ -248,3 +248,18 @@ def test_rome_on_gpt2_conv1d(tiny_model):
     assert res.deltas[name].shape == (128, 32)       # Conv1D stores (d_in, d_out)
     with deltas_applied(model, res.deltas):
         torch.testing.assert_close(K @ mlp_out_weight(model, 0).detach().double().T, V, rtol=1e-4, atol=1e-5)
+
+
+def test_rome_value_chunks_change_nothing(tiny_model):
+    """v_batch only splits the optimisation into passes: requests never interact."""
+    model, tok = tiny_model
+    r = reqs(3, aug=True)
+    hp_all = make_hparams("rome", {**ROME_HP, "v_steps": 5, "n_prefixes": 2, "v_batch": 0})
+    hp_one = make_hparams("rome", {**ROME_HP, "v_steps": 5, "n_prefixes": 2, "v_batch": 2})
+    K = rome_mod.compute_keys(model, tok, r, hp_all)
+    V0, c0 = rome_mod.compute_values(model, tok, r, hp_all, K)
+    V1, c1 = rome_mod.compute_values(model, tok, r, hp_one, K)
+    torch.testing.assert_close(V0, V1, rtol=1e-4, atol=1e-6)
+    assert [c["case_id"] for c in c1] == ["c0", "c1", "c2"] and [c["steps"] for c in c0] == [c["steps"] for c in c1]
+    with pytest.raises(InputError, match="v_batch"):
+        make_hparams("rome", {"v_batch": -1})

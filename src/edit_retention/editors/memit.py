@@ -54,6 +54,7 @@ class TargetHparams:
     v_weight_decay: float = field(default=0.5, metadata={"help": "weight of ||delta|| / ||h||^2 (h = hidden state at the last edited layer)"})
     clamp_norm_factor: float = field(default=0.75, metadata={"help": "||delta|| <= this * ||h|| (MEMIT: 0.75)"})
     stop_prob: float = field(default=0.9, metadata={"help": "a request stops once its geometric-mean target-token prob exceeds this"})
+    v_batch: int = field(default=16, metadata={"help": "requests whose targets are optimised in one pass (0 = all); memory and speed only"})
 
     def validate(self) -> None:
         e = self._editor
@@ -101,7 +102,7 @@ def target_hparams(hp: TargetHparams, layer: int) -> rome.RomeHparams:
     """ROME hyperparameters that make rome.compute_keys / compute_values work at ``layer``."""
     return rome.RomeHparams(layer=layer, n_prefixes=hp.n_prefixes, v_steps=hp.v_steps, v_lr=hp.v_lr,
                             kl_weight=hp.kl_weight, kl_prompt=hp.kl_prompt, v_weight_decay=hp.v_weight_decay,
-                            clamp_norm_factor=hp.clamp_norm_factor, stop_prob=hp.stop_prob)
+                            clamp_norm_factor=hp.clamp_norm_factor, stop_prob=hp.stop_prob, v_batch=hp.v_batch)
 
 
 class _Stop(Exception):
