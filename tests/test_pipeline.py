@@ -201,7 +201,8 @@ def test_killed_run_reruns_to_identical_results(repo):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     # A killed Snakemake leaves its lock; a user unlocks (README) and reruns.
-    assert "cannot be locked" in run(["snakemake", "--cores", "1", "--", target], repo, check=False).stdout
+    locked = run(["snakemake", "--cores", "1", "--", target], repo, check=False)
+    assert "cannot be locked" in locked.stdout + locked.stderr
     run(["snakemake", "--unlock"], repo)
     run(["snakemake", "--cores", "2", "--rerun-incomplete", "--", target], repo)
     for f, data in before.items():
