@@ -33,3 +33,13 @@ def test_split_errors_when_model_knows_too_little():
     recs = _records()
     with pytest.raises(InputError, match="knows 3 of 24 facts"):
         split_known(recs, [i < 3 for i in range(24)], 2, 2, seed=0, where="select")
+
+
+@pytest.mark.parametrize("n_rel", [2, 3, 6])
+def test_edit_and_control_share_every_relation(n_rel):
+    from edit_retention.select import split_known
+    recs = [{"case_id": f"r{r}-{i}", "relation": f"P{r}"} for r in range(n_rel) for i in range(10)]
+    edit, control = split_known(recs, [True] * len(recs), 2 * n_rel, 2 * n_rel, seed=0)
+    rels = lambda xs: sorted(x["relation"] for x in xs)  # noqa: E731
+    assert rels(edit) == rels(control) == sorted(f"P{r}" for r in range(n_rel) for _ in range(2))
+    assert not {x["case_id"] for x in edit} & {x["case_id"] for x in control}

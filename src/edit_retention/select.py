@@ -38,21 +38,22 @@ def split_known(records: list[dict], mask: list[bool], n_edit: int, n_control: i
             by_rel[r["relation"]].append(r)
     rng = random.Random(seed)
     queues = []
-    for rel in sorted(by_rel):
+    for i, rel in enumerate(sorted(by_rel)):
         facts = sorted(by_rel[rel], key=lambda r: r["case_id"])
         rng.shuffle(facts)
-        queues.append(facts)
+        queues.append([i, facts])          # i: this relation's turn counter (offset by its index)
     edit, control = [], []
-    turn = 0
-    # Round-robin over relations, one fact at a time, alternating destination per relation.
+    # Round-robin over relations, one fact at a time; each relation alternates its own facts
+    # between the two sets (a global turn counter would send every fact of a relation to the
+    # same set whenever the number of relations is even).
     while queues and (len(edit) < n_edit or len(control) < n_control):
         nxt = []
         for q in queues:
-            r = q.pop(0)
-            dest = edit if (turn % 2 == 0 and len(edit) < n_edit) or len(control) >= n_control else control
+            r = q[1].pop(0)
+            dest = edit if (q[0] % 2 == 0 and len(edit) < n_edit) or len(control) >= n_control else control
             dest.append(r)
-            turn += 1
-            if q:
+            q[0] += 1
+            if q[1]:
                 nxt.append(q)
         queues = nxt
     n_known = sum(mask)
