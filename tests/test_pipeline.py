@@ -204,7 +204,7 @@ def test_killed_run_reruns_to_identical_results(repo):
     locked = run(["snakemake", "--cores", "1", "--", target], repo, check=False)
     assert "cannot be locked" in locked.stdout + locked.stderr
     run(["snakemake", "--unlock"], repo)
-    run(["snakemake", "--cores", "2", "--rerun-incomplete", "--", target], repo)
+    run(["snakemake", "--cores", "2", "--rerun-incomplete", "--", target, metrics], repo)
     for f, data in before.items():
         assert (repo / f).read_bytes() == data, f
     assert not list((repo / "data").glob("**/*.tmp*"))
