@@ -439,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-meta", required=True)
     for name, fn, help in (("select", cmd_select, "pick edit and intrinsic control facts the base model knows"),
                            ("stats", cmd_stats, "second-moment statistics of one layer's MLP keys"),
+                           ("train-mend", cmd_train_mend, "train MEND's hypernetwork on facts outside the study's sets"),
                            ("edit", cmd_edit, "apply an editor; write weight deltas and a log"),
                            ("finetune", cmd_finetune, "fine-tune a (edited) model on a task"),
                            ("evaluate", cmd_evaluate, "score edited and control facts")):
@@ -463,9 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-len", type=int, default=128)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--out", required=True)
-    s = add("train-mend", cmd_train_mend, "train MEND's hypernetwork on facts outside the study's sets")
-    s.add_argument("--model", required=True, help="prepared model folder")
-    s.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    s = sub.choices["train-mend"]
     s.add_argument("--records", required=True, help="the fact set (JSONL)")
     s.add_argument("--exclude", nargs="*", default=[], help="record files whose case_ids are left out (edit, control)")
     s.add_argument("--hparams", type=_json, default={}, help="mend overrides (JSON), applied last")
