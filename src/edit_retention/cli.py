@@ -171,10 +171,13 @@ def cmd_edit(a):
         for p in a.stats:
             s, meta = load_stats(p)
             stats.update(s)
+    from .editors.passes import count_passes
     from .editors.regimes import run_regime
     reqs = edit_requests(_records(a.requests), read_jsonl(a.paraphrases), a.k)
-    res = run_regime(get_editor(a.editor), model, tok, reqs, hp, stats, a.regime, a.batch_size)
-    res.log.update({"k": a.k, "n_requests": len(reqs)})
+    with count_passes(model) as passes:
+        res = run_regime(get_editor(a.editor), model, tok, reqs, hp, stats, a.regime, a.batch_size)
+    res.log.update({"k": a.k, "n_requests": len(reqs), "passes": passes,
+                    "seconds_per_request": res.log["seconds"] / max(len(reqs), 1)})
     save_edit(res, a.out)
 
 
