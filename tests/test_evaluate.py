@@ -114,3 +114,21 @@ def test_empty_targets_raise_naming_case(tiny_model):
         score_items(model, _EmptyFor(tok, " Rome"), [item], progress=False)
     with pytest.raises(InputError, match="bad7.*'alt'.*empty"):
         score_items(model, tok, [dict(item, alt="  ")], progress=False)
+
+
+def test_head_only_at_scored_positions_and_full_path_agree(tiny_model):
+    """The fast path (head applied only where a score is read) and the full-logits path
+    (taken for models that rescale logits) give the same scores."""
+    from edit_retention.evaluate import _plain_head
+    model, tok = tiny_model
+    edited, control, paraphrases = _records()
+    items = build_items(edited, control, paraphrases)
+    assert _plain_head(model)
+    fast = score_items(model, tok, items, batch_size=3, progress=False)
+    model.config.final_logit_softcapping = 30.0          # Gemma-2 style: use the full path
+    assert not _plain_head(model)
+    full = score_items(model, tok, items, batch_size=3, progress=False)
+    for a, b in zip(fast, full):
+        assert a["lp_target"] == pytest.approx(b["lp_target"], abs=1e-5)
+        assert a["lp_alt"] == pytest.approx(b["lp_alt"], abs=1e-5)
+        assert a["top1"] == b["top1"]

@@ -143,28 +143,52 @@ def _pad_id(tok) -> int:
     return 0
 
 
+def _plain_head(model) -> bool:
+    """True when the logits are exactly ``head(final hidden state)``: then only the scored
+    positions need the vocabulary projection. Models that rescale or cap their logits in
+    the causal-LM wrapper (Gemma-2's soft-capping, Cohere's logit scale) use the full path."""
+    cfg = getattr(model, "config", None)
+    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+        return False
+    return getattr(model, "base_model", None) is not model and model.get_output_embeddings() is not None
+
+
+def _position_logits(model, ids, mask, rows, cols) -> torch.Tensor:
+    """Float logits at (rows[i], cols[i]) only: the head is applied where a score is read
+    (a 14-token row needs 2-3 of its 14 vocabulary projections)."""
+    if _plain_head(model):
+        h = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
+        return model.get_output_embeddings()(h[rows, cols]).float()
+    return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols].float()
+
+
 def _score_batch(model, seqs: list[tuple[list[int], list[int]]], pad_id: int, device) -> list[tuple[float, int, bool]]:
     """(sum of continuation log-probs, its length, greedy-first-token hit) per sequence.
 
     Each sequence is (prompt ids, continuation ids), right-padded into one batch; with
     right padding every real token keeps its position, so padding cannot change it.
+    Position j's logits predict token j+1, so continuation token t (at len(p) + t) is read
+    at position len(p) - 1 + t; its first one also gives the greedy next token.
     """
     lengths = [len(p) + len(c) for p, c in seqs]
     width = max(lengths)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    cont = torch.zeros((len(seqs), width - 1), dtype=torch.bool)  # position j predicts token j+1
+    rows, cols, tgt, first = [], [], [], []
     for b, (p, c) in enumerate(seqs):
         ids[b, : lengths[b]] = torch.tensor(p + c)
         mask[b, : lengths[b]] = 1
-        cont[b, len(p) - 1 : len(p) + len(c) - 1] = True
-    ids, mask, cont = ids.to(device), mask.to(device), cont.to(device)
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    tok_lp = logits.gather(-1, ids[:, 1:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    lp_sum = tok_lp.masked_fill(~cont, 0.0).sum(dim=1).tolist()
-    first = torch.tensor([len(p) - 1 for p, _ in seqs], device=device)
-    rows = torch.arange(len(seqs), device=device)
-    greedy = logits[rows, first].argmax(dim=-1).tolist()
+        first.append(len(rows))
+        for t, token in enumerate(c):
+            rows.append(b)
+            cols.append(len(p) - 1 + t)
+            tgt.append(token)
+    ids, mask = ids.to(device), mask.to(device)
+    r, k, t = (torch.tensor(x, device=device) for x in (rows, cols, tgt))
+    logits = _position_logits(model, ids, mask, r, k)
+    tok_lp = logits.gather(-1, t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    lp_sum = torch.zeros(len(seqs), device=device, dtype=tok_lp.dtype).index_add_(0, r, tok_lp).tolist()
+    greedy = logits[torch.tensor(first, device=device)].argmax(dim=-1).tolist()
     return [(lp_sum[b], len(c), greedy[b] == c[0]) for b, (_, c) in enumerate(seqs)]
 
 
