@@ -46,8 +46,29 @@ def _records(path):
 
 
 def cmd_paraphrases(a):
-    from .paraphrase import split_paraphrases
-    write_jsonl(a.out, split_paraphrases(_records(a.records), a.n_eval, a.seed))
+    records = _records(a.records)
+    if a.generator == "template":
+        from .paraphrase import split_paraphrases
+        if a.model:
+            raise InputError("paraphrases: --model is only read by --generator lm")
+        rows = split_paraphrases(records, a.n_eval, a.seed)
+        report = {"generator": "template", "n_records": len(rows)}
+    else:
+        from .models import load_model
+        from .paraphrase_lm import LMArgs, lm_paraphrases
+        if not a.model:
+            raise InputError("paraphrases: --generator lm needs --model (a prepared model folder)")
+        opts = {k: getattr(a, k) for k in LMArgs.__dataclass_fields__ if k != "seed"}
+        args = LMArgs.from_dict({**opts, "seed": a.lm_seed}, where="paraphrases")
+        model, tok = load_model(a.model, device=a.device)
+        rows, report = lm_paraphrases(model, tok, records, a.n_eval, a.seed, args)
+        report["model"] = str(a.model)
+        log.info("lm paraphrases: %d of %d candidates kept (%.0f%%); rejected: %s; %d records got none",
+                 report["kept"], report["n_candidates"], 100 * report["keep_rate"],
+                 json.dumps(report["rejected"]), report["records_without_generated"])
+    write_jsonl(a.out, rows)
+    if a.out_report:
+        write_json(a.out_report, {**report, "records": a.records, "n_eval": a.n_eval, "split_seed": a.seed})
 
 
 def cmd_corpus(a):
@@ -416,11 +437,32 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("prepare-facts", cmd_prepare_facts, "load a fact source into records.jsonl")
     s.add_argument("--source", type=_json, required=True, help="fact source JSON")
     s.add_argument("--out", required=True)
-    s = add("paraphrases", cmd_paraphrases, "split paraphrases into augmentation / evaluation")
+    s = add("paraphrases", cmd_paraphrases, "split paraphrases into augmentation / evaluation "
+            "(the records' templates, or those plus / instead of ones a language model writes)")
     s.add_argument("--records", required=True)
-    s.add_argument("--n-eval", type=int, required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n-eval", type=int, required=True, help="held-out evaluation templates per record")
+    s.add_argument("--seed", type=int, default=0, help="seed of the split")
     s.add_argument("--out", required=True)
+    s.add_argument("--out-report", help="also write counts (candidates, kept, per rejection reason) as JSON")
+    s.add_argument("--generator", choices=["template", "lm"], default="template",
+                   help="template: the records' own paraphrase templates; lm: a causal LM writes more "
+                        "(edit_retention.paraphrase_lm)")
+    g = s.add_argument_group("lm generator")
+    from .paraphrase_lm import LMArgs
+    lm = LMArgs()
+    g.add_argument("--model", help="prepared model folder that writes the paraphrases")
+    g.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    g.add_argument("--n-candidates", type=int, default=lm.n_candidates, help="continuations sampled per record")
+    g.add_argument("--max-new-tokens", type=int, default=lm.max_new_tokens, help="per continuation (at most 128)")
+    g.add_argument("--temperature", type=float, default=lm.temperature)
+    g.add_argument("--top-p", type=float, default=lm.top_p)
+    g.add_argument("--lm-seed", dest="lm_seed", type=int, default=lm.seed, help="sampling seed")
+    g.add_argument("--batch-size", type=int, default=lm.batch_size, help="records per generate call")
+    g.add_argument("--mode", choices=["add", "replace"], default=lm.mode,
+                   help="add the generated templates to the records' own, or replace these")
+    g.add_argument("--evaluate-from", choices=["templates", "all"], default=lm.evaluate_from,
+                   help="templates: held-out evaluation templates are hand-written ones (generated "
+                        "ones only augment); all: split the pooled templates")
     s = add("corpus", cmd_corpus, "build the unrelated-text corpus, filtered against the facts")
     s.add_argument("--source", type=_json, required=True)
     s.add_argument("--records", required=True)

@@ -4,7 +4,8 @@
 ``python -m edit_retention check-config FILE`` runs it alone). It validates against
 ``workflow/schemas/config.schema.yaml`` (unknown keys and wrong types are errors), then
 checks that every name in the grid exists (models, fact sets, corpora, editors, tasks,
-remedies) and that each editor's and task's hyperparameters are known and well typed.
+remedies, the lm paraphrase generator's model) and that each editor's and task's
+hyperparameters are known and well typed.
 Errors name the file and the key path.
 
 Data root: a source ``path`` may start with ``${data_root}/`` (or be ``${data_root}``);
@@ -94,6 +95,7 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
     from .editors import EDITORS, make_hparams
     from .facts import SOURCES as FACT_SOURCES
     from .finetune import MethodSpec
+    from .paraphrase_lm import check_paraphrase_config
     from .tasks import check_task_config
 
     validate_schema(config, where, schema_path)
@@ -124,3 +126,4 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
         check_task_config(name, config["tasks"][name], where)
     for name in g["remedies"]:
         MethodSpec.parse(config["remedies"][name].get("method"), where=f"{where}: remedies.{name}.method")
+    check_paraphrase_config(config["paraphrase"], config["models"], where)

@@ -332,3 +332,34 @@ def figure_fits(name):
 
 def figure_fits_flag(name):
     return " ".join(f"--fits {f}" for f in figure_fits(name))
+
+
+# Paraphrase generators (the generate_paraphrases rule, workflow/rules/data.smk).
+def paraphrase_lm():
+    """The lm generator's settings (paraphrase.lm), or None with the template generator."""
+    para = config["paraphrase"]
+    return para["lm"] if para.get("generator", "template") == "lm" else None
+
+
+def paraphrase_code(wildcards):
+    """The template generator reads paraphrase.py only; the lm one loads a model too."""
+    return code("paraphrase.py") + (CODE_MODEL + code("paraphrase_lm.py", "records.py") if paraphrase_lm() else [])
+
+
+def paraphrase_model(wildcards):
+    """The prepared model that writes the paraphrases (an input only for the lm generator)."""
+    lm = paraphrase_lm()
+    return [f"data/models/{lm['model']}/base"] if lm else []
+
+
+def paraphrase_lm_args(wildcards):
+    """CLI options of the lm generator, after a space ("" for the template generator)."""
+    import shlex
+
+    lm = paraphrase_lm()
+    if not lm:
+        return ""
+    flags = {"model": paraphrase_model(wildcards)[0], "device": config["device"], "lm-seed": lm.get("seed")}
+    flags.update({k.replace("_", "-"): lm.get(k) for k in ("n_candidates", "max_new_tokens", "temperature",
+                                                          "top_p", "batch_size", "mode", "evaluate_from")})
+    return " --generator lm " + " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in flags.items() if v is not None)

@@ -26,20 +26,25 @@ rule prepare_facts:
         "{PY} -m edit_retention prepare-facts --source {params.source:q} --out {output} 2> {log}"
 
 
+# paraphrase.generator: template (the records' own templates) or lm (a model of the study
+# writes more; its prepared folder is then an input, see paraphrase_model in common.smk).
 rule generate_paraphrases:
     input:
-        code=code("paraphrase.py"),
+        code=paraphrase_code,
         records="data/facts/{facts}/records.jsonl",
+        model=paraphrase_model,
     output:
         "data/facts/{facts}/paraphrases.jsonl",
     params:
         n_eval=config["paraphrase"]["n_eval"],
         seed=config["paraphrase"]["seed"],
+        lm=paraphrase_lm_args,
+    threads: 1
     log:
         "logs/paraphrases/{facts}.log",
     shell:
-        "{PY} -m edit_retention paraphrases --records {input.records} --n-eval {params.n_eval}"
-        " --seed {params.seed} --out {output} 2> {log}"
+        "OMP_NUM_THREADS={threads} {PY} -m edit_retention paraphrases --records {input.records}"
+        " --n-eval {params.n_eval} --seed {params.seed}{params.lm} --out {output} 2> {log}"
 
 
 rule build_corpus:
