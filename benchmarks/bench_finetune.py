@@ -17,6 +17,7 @@ as ``rss_loaded_mb``); on CUDA the peak allocated GPU memory is reported too.
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_finetune.py --model /tmp/smollm/base --steps 5
+    OMP_NUM_THREADS=1 python benchmarks/bench_finetune.py --model /tmp/smollm/base --precision bf16
     python benchmarks/bench_finetune.py --model data/models/smollm2-135m/base --device cuda --steps 50
 """
 from __future__ import annotations
@@ -55,13 +56,13 @@ def run_one(a) -> dict:
     rss_loaded = rss_mb()
     frozen, non_layer = resolve_freeze(cfg["freeze"], [a.edited_layer], num_layers(model))
     args = FinetuneArgs(steps=a.steps, lr=5e-5, batch_size=a.batch_size, seq_len=a.seq_len, warmup_steps=1,
-                        eval_blocks=1)
+                        eval_blocks=1, precision=a.precision)
     if a.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
     log = finetune(model, tok, texts["train"], texts["eval"], args, seed=0, frozen_layers=frozen,
                    freeze_non_layer=non_layer, progress=False, method=MethodSpec.parse(cfg["method"]))
-    out = {"config": a.one, **cfg, "steps": a.steps, "batch_size": a.batch_size, "seq_len": a.seq_len,
+    out = {"config": a.one, **cfg, "precision": a.precision, "steps": a.steps, "batch_size": a.batch_size, "seq_len": a.seq_len,
            "threads": a.threads, "device": a.device, "trainable_params": log["n_trainable_params"],
            "train_tokens": log["train_tokens"], "train_seconds": round(log["train_seconds"], 2),
            "tokens_per_s": round(log["train_tokens"] / log["train_seconds"], 1),
@@ -82,6 +83,8 @@ def main() -> None:
     p.add_argument("--edited-layer", type=int, default=5, help="the block the freezing configs treat as edited")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="training autocast (FinetuneArgs.precision)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--one", choices=list(CONFIGS), help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -92,13 +95,13 @@ def main() -> None:
     for name in a.configs:
         cmd = [sys.executable, __file__, "--model", a.model, "--one", name, "--steps", str(a.steps),
                "--batch-size", str(a.batch_size), "--seq-len", str(a.seq_len), "--threads", str(a.threads),
-               "--device", a.device, "--edited-layer", str(a.edited_layer)]
+               "--device", a.device, "--edited-layer", str(a.edited_layer), "--precision", a.precision]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"{name} failed:\n{r.stderr[-3000:]}")
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    cols = ["config", "trainable_params", "tokens_per_s", "s_per_step", "rss_loaded_mb", "peak_rss_mb"]
+    cols = ["config", "precision", "trainable_params", "tokens_per_s", "s_per_step", "rss_loaded_mb", "peak_rss_mb"]
     cols += ["peak_gpu_mb"] if a.device.startswith("cuda") else []
     print("\n" + " | ".join(cols))
     for r in rows:

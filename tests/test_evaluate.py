@@ -132,3 +132,16 @@ def test_head_only_at_scored_positions_and_full_path_agree(tiny_model):
         assert a["lp_target"] == pytest.approx(b["lp_target"], abs=1e-5)
         assert a["lp_alt"] == pytest.approx(b["lp_alt"], abs=1e-5)
         assert a["top1"] == b["top1"]
+
+
+def test_peft_wrapped_model_scores_like_the_plain_model(tiny_model):
+    """Checkpoint scoring gets a peft model mid-training; LoRA starts as a no-op (B = 0), so
+    its scores equal the plain model's."""
+    from peft import LoraConfig, get_peft_model
+    model, tok = tiny_model
+    edited, control, paraphrases = _records()
+    items = build_items(edited, control, paraphrases)
+    plain = score_items(model, tok, items, batch_size=4, progress=False)
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    for a, b in zip(plain, score_items(wrapped, tok, items, batch_size=4, progress=False)):
+        assert a["lp_target"] == pytest.approx(b["lp_target"], abs=1e-5) and a["top1"] == b["top1"]

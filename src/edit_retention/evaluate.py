@@ -150,15 +150,18 @@ def _plain_head(model) -> bool:
     cfg = getattr(model, "config", None)
     if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
         return False
-    return getattr(model, "base_model", None) is not model and model.get_output_embeddings() is not None
+    from transformers import PreTrainedModel
+    return (isinstance(model, PreTrainedModel) and model.base_model is not model
+            and model.get_output_embeddings() is not None)
 
 
 def _position_logits(model, ids, mask, rows, cols) -> torch.Tensor:
     """Float logits at (rows[i], cols[i]) only: the head is applied where a score is read
     (a 14-token row needs 2-3 of its 14 vocabulary projections)."""
-    if _plain_head(model):
-        h = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
-        return model.get_output_embeddings()(h[rows, cols]).float()
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft: the adapted LM
+    if _plain_head(inner):
+        h = inner.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
+        return inner.get_output_embeddings()(h[rows, cols]).float()
     return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols].float()
 
 
