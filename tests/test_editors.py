@@ -263,3 +263,23 @@ def test_rome_value_chunks_change_nothing(tiny_model):
     assert [c["case_id"] for c in c1] == ["c0", "c1", "c2"] and [c["steps"] for c in c0] == [c["steps"] for c in c1]
     with pytest.raises(InputError, match="v_batch"):
         make_hparams("rome", {"v_batch": -1})
+
+
+def test_rome_bf16_optimisation_still_edits(tiny_model, stats):
+    """precision=bf16 autocasts the v* optimisation only: the model's weights stay float32,
+    the rank-one update still maps k* to v* exactly, and P(target_new) still rises."""
+    model, tok = tiny_model
+    sharpen(model)
+    hp = make_hparams("rome", {**ROME_HP, "precision": "bf16"})
+    r = reqs(1, aug=True)
+    before = p_new(model, tok, r)
+    res = get_editor("rome").edit(model, tok, r, hp, stats)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert res.log["cases"][0]["key_residual"] < 1e-6
+    with deltas_applied(model, res.deltas):
+        after = p_new(model, tok, r)
+    assert after[0] > 10 * before[0]
+    with pytest.raises(InputError, match="rome hparams: key 'precision'.*'fp16'"):
+        make_hparams("rome", {"precision": "fp16"})
+    with pytest.raises(InputError, match="memit hparams: key 'precision'"):
+        make_hparams("memit", {"precision": "half"})

@@ -55,9 +55,11 @@ class TargetHparams:
     clamp_norm_factor: float = field(default=0.75, metadata={"help": "||delta|| <= this * ||h|| (MEMIT: 0.75)"})
     stop_prob: float = field(default=0.9, metadata={"help": "a request stops once its geometric-mean target-token prob exceeds this"})
     v_batch: int = field(default=16, metadata={"help": "requests whose targets are optimised in one pass (0 = all); memory and speed only"})
+    precision: str = field(default="fp32", metadata={"help": "forward/backward of the z optimisation: 'fp32' or 'bf16' (autocast; keys and the least-squares solve stay float32/float64)"})
 
     def validate(self) -> None:
         e = self._editor
+        rome.check_precision(self.precision, e)
         if not isinstance(self.layers, (list, tuple)) or not all(
                 isinstance(x, int) and not isinstance(x, bool) for x in self.layers):
             raise InputError(f"{e} hparams: key 'layers' must be a list of ints, got {self.layers!r}")
@@ -102,7 +104,8 @@ def target_hparams(hp: TargetHparams, layer: int) -> rome.RomeHparams:
     """ROME hyperparameters that make rome.compute_keys / compute_values work at ``layer``."""
     return rome.RomeHparams(layer=layer, n_prefixes=hp.n_prefixes, v_steps=hp.v_steps, v_lr=hp.v_lr,
                             kl_weight=hp.kl_weight, kl_prompt=hp.kl_prompt, v_weight_decay=hp.v_weight_decay,
-                            clamp_norm_factor=hp.clamp_norm_factor, stop_prob=hp.stop_prob, v_batch=hp.v_batch)
+                            clamp_norm_factor=hp.clamp_norm_factor, stop_prob=hp.stop_prob, v_batch=hp.v_batch,
+                            precision=hp.precision)
 
 
 class _Stop(Exception):

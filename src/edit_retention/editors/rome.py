@@ -32,8 +32,8 @@ import torch
 
 from ..io import InputError
 from ..models import arch_of, check_layers, get_module, mlp_out_name, mlp_out_weight
-from .base import (EditError, EditResult, Row, encode_row, frozen_eval, pad_rows,
-                   row_target_logprob, validate_requests)
+from .base import (EditError, EditResult, Row, check_precision, encode_row, frozen_eval,
+                   optimisation_autocast, pad_rows, row_target_logprob, validate_requests)
 from .rome_math import joint_delta, sequential_delta
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,10 @@ class RomeHparams:
     stop_prob: float = field(default=0.9, metadata={"help": "a request stops once its geometric-mean target-token prob exceeds this"})
     update: str = field(default="sequential", metadata={"help": "'sequential' rank-one updates or 'joint' (all keys exact)"})
     v_batch: int = field(default=16, metadata={"help": "requests whose v* are optimised in one pass (0 = all); memory and speed only"})
+    precision: str = field(default="fp32", metadata={"help": "forward/backward of the v* optimisation: 'fp32' or 'bf16' (autocast; keys, losses and the closed form stay float32/float64)"})
 
     def validate(self) -> None:
+        check_precision(self.precision, "rome")
         if not 0 <= self.n_prefixes <= len(PREFIXES):
             raise InputError(f"rome hparams: key 'n_prefixes' must be in 0..{len(PREFIXES)}, got {self.n_prefixes}")
         if self.v_batch < 0:
@@ -186,7 +188,8 @@ def _compute_values(model, tok, requests: list[dict], hp: RomeHparams,
                 state["sel"] = sel
                 L = int(mask_all[sel].sum(1).max())
                 sel_rows = [rows[i] for i in sel.tolist()]
-                lp, hid = row_target_logprob(model, ids_all[sel, :L], mask_all[sel, :L], sel_rows)
+                with optimisation_autocast(hp.precision, device):
+                    lp, hid = row_target_logprob(model, ids_all[sel, :L], mask_all[sel, :L], sel_rows)
                 nk = len(active)
                 kl_logp = torch.log_softmax(head(hid[torch.arange(len(sel_t), len(sel), device=device),
                                                      kl_last[act]]).float(), dim=-1)
