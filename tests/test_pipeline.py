@@ -114,6 +114,19 @@ def test_dvc_reports_dag_metrics_and_plots(repo):
     assert (repo / "plots_html/index.html").exists()
 
 
+def test_snakemake_report_holds_figures_claims_and_config(repo, tmp_path):
+    """``snakemake --report``: Snakemake's own report with every figure (captioned), the
+    pipeline's results.md (claims table) and the study config."""
+    out = tmp_path / "report.html"
+    run(f"snakemake --report {out}", repo)
+    html = out.read_text(errors="replace")
+    for name in ("retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",
+                 "retention_vs_edit_size"):
+        assert f"{name}.png" in html, name
+    assert "results.md" in html and "study_config.json" in html and "claims.csv" in html
+    assert planned_rules(repo) == {}                  # writing the report reran nothing
+
+
 def test_changed_learning_rate_reruns_only_downstream(repo):
     p = repo / "params.yaml"
     original = p.read_text()
