@@ -55,7 +55,7 @@ METHODS = ("full", "lora", "dora")
 # Mixed precision of the training steps: "bf16" runs each forward/backward under
 # torch.autocast (matrix products in bfloat16; weights, gradients, AdamW state, the loss
 # reduction and every score stay float32). On a CPU with AVX512-BF16 it makes a full step of
-# SmolLM2-135M 2.3x faster (benchmarks/bench_finetune.py); on GPUs it is the usual setting.
+# SmolLM2-135M 1.9x faster (benchmarks/bench_finetune.py); on GPUs it is the usual setting.
 # fp16 is not offered: it needs loss scaling, and bf16 does the same job without it.
 PRECISIONS = ("fp32", "bf16")
 
