@@ -50,7 +50,7 @@ def deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", ["smoke", "finetune_suite", "realdata", "paper", "decay", "editors"])
+@pytest.mark.parametrize("name", ["smoke", "finetune_suite", "realdata", "paper", "decay", "editors", "elasticity"])
 def test_named_configs_are_valid(cfg, name):
     named = yaml.safe_load((ROOT / f"workflow/config/{name}.yaml").read_text())
     check_study(deep_merge(cfg, named), where=f"{name}.yaml")
