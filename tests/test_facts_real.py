@@ -60,13 +60,8 @@ def test_easyedit_conversion(tmp_path):
     second.update(rephrase_prompt=["Fiat Uno is made by", "no subject here:"],
                   locality_prompt=["Fiat Panda, by", "Sega Saturn, by"],
                   locality_ground_truth=["Fiat", "Sega"], target_new="Sega ")
-    echo = dict(ee_case(7, "Sega Saturn"), rephrase_prompt="Sega Saturn,  by")   # the prompt again
-    lost = dict(ee_case(8, "Game Gear"), rephrase_prompt="It is owned by")         # no subject
     stats = {}
-    recs = load_facts({"type": "counterfact_easyedit",
-                       "path": write(tmp_path, "ee.json", [ee_case(), second, echo, lost])}, stats)
-    # a case left without a paraphrase (its only one was the prompt, or lacked the subject) is dropped
-    assert [r["case_id"] for r in recs] == ["10", "1"]
+    recs = load_facts({"type": "counterfact_easyedit", "path": write(tmp_path, "ee.json", [ee_case(), second])}, stats)
     assert recs[0] == {
         "case_id": "10", "relation": "counterfact_easyedit", "subject": "BBC One", "prompt": "{}, by",
         "target_true": "BBC", "target_new": "Sega",
@@ -78,8 +73,7 @@ def test_easyedit_conversion(tmp_path):
     assert recs[1]["case_id"] == "1" and recs[1]["target_new"] == "Sega"
     assert recs[1]["paraphrase_prompts"] == ["{} is made by"]
     assert recs[1]["neighborhood_prompts"] == [{"prompt": "Fiat Panda, by", "target": "Fiat"}]
-    assert stats == {"n_paraphrases_dropped": 2, "n_paraphrases_same_as_prompt": 1, "n_neighbours_dropped": 1,
-                     "n_dropped_no_paraphrase": 2, "n_records": 2}
+    assert stats == {"n_paraphrases_dropped": 1, "n_neighbours_dropped": 1, "n_records": 2}
 
 
 @pytest.mark.parametrize("breakage, field", [
@@ -101,12 +95,8 @@ def test_easyedit_real_file():
     raw = json.loads(path.read_text())
     stats = {}
     recs = load_facts({"type": "counterfact_easyedit", "path": str(path)}, stats)
-    # one case's rephrase_prompt is its prompt ("Thorleif Haug is a citizen of"): dropped
-    echoes = [c for c in raw if c["rephrase_prompt"].strip().lower() == c["prompt"].strip().lower()]
-    assert len(echoes) == 1 and stats["n_paraphrases_same_as_prompt"] == stats["n_dropped_no_paraphrase"] == 1
-    assert len(raw) == 1919 and len(recs) == 1918 and stats["n_paraphrases_dropped"] == 0
-    assert str(echoes[0]["case_id"]) not in {r["case_id"] for r in recs}
-    for rec, case in zip(recs, [c for c in raw if c not in echoes]):
+    assert len(recs) == len(raw) == 1919 and stats["n_paraphrases_dropped"] == 0
+    for rec, case in zip(recs, raw):
         assert rec["case_id"] == str(case["case_id"]) and rec["subject"] == case["subject"]
         assert fill(rec["prompt"], rec["subject"]) == case["prompt"].strip()
         assert (rec["target_true"], rec["target_new"]) == (case["ground_truth"].strip(), case["target_new"].strip())
@@ -127,12 +117,11 @@ def zsre_case(subject="Ramalinaceae"):
 def test_zsre_conversion_and_drops(tmp_path):
     no_subject = dict(zsre_case(), src="Which family does it belong to?")
     alt_is_true = dict(zsre_case("Lamiaceae"), alt="lecanorales ")
-    pinaceae = dict(zsre_case("Pinaceae"), loc_ans="Lamiinae", answers=["Pinales", "Coniferales"])
-    no_rephrase = dict(zsre_case("Taxaceae"), rephrase="What family is it?")
-    echo = dict(zsre_case("Cupressaceae"), rephrase="Which family does Cupressaceae belong to?")
+    no_rephrase = dict(zsre_case("Pinaceae"), rephrase="What family is it?", loc_ans="Lamiinae",
+                       answers=["Pinales", "Coniferales"])
     stats = {}
-    recs = load_facts({"type": "zsre", "path": write(tmp_path, "z.json", [
-        zsre_case(), no_subject, alt_is_true, pinaceae, no_rephrase, echo])}, stats)
+    recs = load_facts({"type": "zsre", "path": write(tmp_path, "z.json",
+                                                     [zsre_case(), no_subject, alt_is_true, no_rephrase])}, stats)
     assert recs[0] == {
         "case_id": "0", "relation": "zsre", "subject": "Ramalinaceae",
         "prompt": "Which family does {} belong to?", "target_true": "Lecanorales", "target_new": "Lamiinae",
@@ -143,12 +132,9 @@ def test_zsre_conversion_and_drops(tmp_path):
     }
     # case ids are row indices: dropping rows 1 and 2 does not renumber row 3
     assert recs[1]["case_id"] == "3" and recs[1]["target_true"] == "Pinales"
-    assert recs[1]["neighborhood_prompts"] == []
-    # a question whose only rephrasing lacks the subject or repeats the question is dropped
-    assert len(recs) == 2
+    assert recs[1]["paraphrase_prompts"] == [] and recs[1]["neighborhood_prompts"] == []
     assert stats == {"n_dropped_subject_not_in_prompt": 1, "n_dropped_target_new_is_true": 1,
-                     "n_paraphrases_dropped": 1, "n_paraphrases_same_as_prompt": 1, "n_neighbours_dropped": 1,
-                     "n_dropped_no_paraphrase": 2, "n_records": 2}
+                     "n_paraphrases_dropped": 1, "n_neighbours_dropped": 1, "n_records": 2}
 
 
 @pytest.mark.parametrize("breakage, field", [
@@ -173,8 +159,7 @@ def test_zsre_real_file():
     n_alt_true = sum(c["alt"].strip().lower() in {a.strip().lower() for a in c["answers"]} for c in raw)
     assert stats["n_dropped_target_new_is_true"] == n_alt_true > 0
     assert stats["n_dropped_subject_not_in_prompt"] == sum(c["subject"] not in c["src"] for c in raw)
-    assert len(recs) == (len(raw) - n_alt_true - stats["n_dropped_subject_not_in_prompt"]
-                         - stats["n_dropped_no_paraphrase"]) >= 1000
+    assert len(recs) == len(raw) - n_alt_true - stats["n_dropped_subject_not_in_prompt"] >= 1000
     for rec in recs:
         case = raw[int(rec["case_id"])]
         assert fill(rec["prompt"], rec["subject"]) == case["src"]
@@ -398,5 +383,22 @@ def test_snakemake_resolves_the_data_root_and_watches_the_data_file(tmp_path):
     block = next(b for b in r.stdout.split("\n\n") if "rule prepare_facts:" in b)
     inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
     assert str(cf) in inputs and "Updated input files" in block, block
-    assert json.dumps({"path": str(cf), "type": "counterfact"}, sort_keys=True) in block, block
+    assert json.dumps({"min_paraphrases": 1, "path": str(cf), "type": "counterfact"}, sort_keys=True) in block, block
     assert "rule report:" in r.stdout  # its params hold the whole config, "${data_root}" included
+
+
+def test_realdata_easyedit_source_drops_the_case_without_a_paraphrase(realdata):
+    """Case 20664's only rephrasing is its prompt: the realdata config's min_paraphrases: 1
+    drops it at load time, so the paraphrase split (which needs one held-out template per
+    fact) runs, where without it it stops naming the case and the setting."""
+    from edit_retention.paraphrase import split_paraphrases
+    real("counterfact/counterfact_easyedit_val.json")
+    source = realdata["facts"]["counterfact-easyedit"]["source"]
+    stats = {}
+    recs = load_facts(source, stats, data_root=str(DATASETS))
+    assert len(recs) == 1918 and stats["n_dropped_min_paraphrases"] == 1
+    assert "20664" not in {r["case_id"] for r in recs}
+    assert len(split_paraphrases(recs, n_eval=realdata["paraphrase"]["n_eval"])) == 1918
+    unfiltered = load_facts({k: v for k, v in source.items() if k != "min_paraphrases"}, data_root=str(DATASETS))
+    with pytest.raises(InputError, match="'20664'.*min_paraphrases: 1"):
+        split_paraphrases(unfiltered, n_eval=1)

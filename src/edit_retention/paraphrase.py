@@ -45,7 +45,8 @@ def split_record(record: dict, n_eval: int, seed: int = 0) -> dict:
     if len(templates) < n_eval:
         raise InputError(
             f"case_id {record['case_id']!r}: field 'paraphrase_prompts' has {len(templates)} distinct "
-            f"paraphrases other than the prompt; {n_eval} are needed (held out for evaluation)"
+            f"paraphrases other than the prompt; {n_eval} are needed (held out for evaluation); "
+            f"set 'min_paraphrases: {n_eval}' on the fact source to drop such records when loading"
         )
     random.Random(f"{seed}:{record['case_id']}").shuffle(templates)
     return {"case_id": record["case_id"], "augment": templates[n_eval:], "evaluate": templates[:n_eval]}

@@ -140,25 +140,3 @@ def to_template(text: str, subject: str) -> str | None:
         return None
     template = (text[:i] + "{}" + text[i + len(subject):]).strip()
     return template if template.count("{}") == 1 else None
-
-
-def same_template(a: str, b: str) -> bool:
-    """Two templates that differ only in case or runs of whitespace."""
-    return " ".join(a.split()).lower() == " ".join(b.split()).lower()
-
-
-def keep_with_paraphrases(records: list[dict], stats: dict, where: str) -> list[dict]:
-    """The records that keep at least one paraphrase other than their prompt.
-
-    Every study holds out at least one paraphrase per fact (``paraphrase.n_eval`` >= 1), so
-    a case whose only rephrasing was dropped (no subject, or the prompt itself) cannot be
-    scored for paraphrase success: it is dropped here, counted in
-    ``stats["n_dropped_no_paraphrase"]`` and named in a warning, instead of stopping the
-    paraphrase stage later."""
-    kept = [r for r in records if r["paraphrase_prompts"]]
-    dropped = [r["case_id"] for r in records if not r["paraphrase_prompts"]]
-    stats["n_dropped_no_paraphrase"] = stats.get("n_dropped_no_paraphrase", 0) + len(dropped)
-    if dropped:
-        log.warning("%s: dropped %d case(s) left without a paraphrase other than the prompt: %s%s",
-                    where, len(dropped), ", ".join(dropped[:10]), " ..." if len(dropped) > 10 else "")
-    return kept

@@ -40,18 +40,15 @@ import logging
 from typing import Any
 
 from ..io import InputError
-from .common import (bump, case_where, field, keep_with_paraphrases, same_template, source_rows, text, texts,
-                     to_template)
+from .common import bump, case_where, field, source_rows, text, texts, to_template
 
 log = logging.getLogger(__name__)
 
 EASYEDIT_RELATION = "counterfact_easyedit"
 
 
-def _templates(prompts: list, subject: str, key: str, where: str, stats: dict,
-               prompt: str | None = None) -> list[str]:
-    """Full prompts as templates; those without the subject, or (given ``prompt``) equal to
-    the main prompt, are dropped and counted."""
+def _templates(prompts: list, subject: str, key: str, where: str, stats: dict) -> list[str]:
+    """Full prompts as templates; those without the subject are dropped and counted."""
     out = []
     for j, p in enumerate(prompts):
         if not isinstance(p, str):
@@ -59,8 +56,6 @@ def _templates(prompts: list, subject: str, key: str, where: str, stats: dict,
         t = to_template(p, subject)
         if t is None:
             bump(stats, "n_paraphrases_dropped")
-        elif prompt is not None and same_template(t, prompt):
-            bump(stats, "n_paraphrases_same_as_prompt")
         else:
             out.append(t)
     return out
@@ -132,7 +127,7 @@ def easyedit_record(case: Any, where_file: str, index: int, stats: dict, tag: st
         "target_true": text(case, "ground_truth", where),
         "target_new": target_new,
         "paraphrase_prompts": _templates(texts(case, "rephrase_prompt", where), subject,
-                                         "rephrase_prompt", where, stats, prompt),
+                                         "rephrase_prompt", where, stats),
         "neighborhood_prompts": neighbours,
         "source": f"counterfact_easyedit:{tag}",
     }
@@ -143,11 +138,9 @@ def load_counterfact_easyedit(source: dict, stats: dict) -> tuple[list[dict], st
     cases, where, tag = source_rows(source, "EasyEdit CounterFact cases")
     stats.setdefault("n_paraphrases_dropped", 0)
     stats.setdefault("n_neighbours_dropped", 0)
-    stats.setdefault("n_paraphrases_same_as_prompt", 0)
     records = [easyedit_record(c, where, i, stats, tag) for i, c in enumerate(cases)]
     for key, what in (("n_paraphrases_dropped", "rephrase prompts without their subject"),
-                      ("n_paraphrases_same_as_prompt", "rephrase prompts equal to their prompt"),
                       ("n_neighbours_dropped", "locality prompts whose answer is the edit's target_new")):
         if stats[key]:
             log.warning("%s: dropped %d %s", where, stats[key], what)
-    return keep_with_paraphrases(records, stats, where), where
+    return records, where

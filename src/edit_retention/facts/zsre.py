@@ -38,8 +38,7 @@ import logging
 from typing import Any
 
 from ..io import InputError
-from .common import (bump, case_where, field, keep_with_paraphrases, same_template, source_rows, text,
-                     to_template)
+from .common import bump, case_where, field, source_rows, text, to_template
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ DROPS = {
     "n_dropped_subject_not_in_prompt": "questions that do not contain their subject",
     "n_dropped_target_new_is_true": "cases whose alt is one of their answers",
     "n_paraphrases_dropped": "rephrasings without their subject",
-    "n_paraphrases_same_as_prompt": "rephrasings equal to their question",
     "n_neighbours_dropped": "NQ neighbours whose answer is the edit's alt",
 }
 
@@ -77,9 +75,6 @@ def zsre_record(case: Any, where_file: str, index: int, stats: dict, tag: str = 
     paraphrase = to_template(rephrase, subject)
     if paraphrase is None:
         bump(stats, "n_paraphrases_dropped")
-    elif same_template(paraphrase, prompt):
-        bump(stats, "n_paraphrases_same_as_prompt")
-        paraphrase = None
     neighbours = []
     if loc_ans == target_new:
         bump(stats, "n_neighbours_dropped")
@@ -107,4 +102,4 @@ def load_zsre(source: dict, stats: dict) -> tuple[list[dict], str]:
     for key, what in DROPS.items():
         if stats[key]:
             log.warning("%s: dropped %d %s", where, stats[key], what)
-    return keep_with_paraphrases(records, stats, where), where
+    return records, where
