@@ -35,7 +35,6 @@ CLI scores the facts there (``evaluate.score_items``) instead of saving weights.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import time
@@ -45,19 +44,13 @@ import torch
 from tqdm import tqdm
 
 from .io import InputError
-from .models import arch_of, layer_of_param
+from .models import arch_of, autocast, check_precision, layer_of_param
 from .tasks import get_task, pack_blocks  # noqa: F401  (pack_blocks re-exported)
 from .tasks.base import trim
 
 FREEZE_NAMED = ("none", "edited", "non_edited", "only_edited")
 FREEZE_PATTERN = re.compile(r"^layers:(\d+(-\d+)?)(,\d+(-\d+)?)*$")
 METHODS = ("full", "lora", "dora")
-# Mixed precision of the training steps: "bf16" runs each forward/backward under
-# torch.autocast (matrix products in bfloat16; weights, gradients, AdamW state, the loss
-# reduction and every score stay float32). On a CPU with AVX512-BF16 it makes a full step of
-# SmolLM2-135M 1.9x faster (benchmarks/bench_finetune.py); on GPUs it is the usual setting.
-# fp16 is not offered: it needs loss scaling, and bf16 does the same job without it.
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -73,7 +66,7 @@ class FinetuneArgs:
     eval_examples: int = 64        # held-out examples for the other tasks' scores
     max_new_tokens: int = 32       # greedy generation budget (math, qa)
     checkpoint_every: int = 0      # score the facts every N steps (0 = never)
-    precision: str = "fp32"        # training forward/backward: "fp32" or "bf16" (autocast; see below)
+    precision: str = "fp32"        # training forward/backward: "fp32" or "bf16" (models.autocast)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "finetune") -> "FinetuneArgs":
@@ -90,9 +83,7 @@ class FinetuneArgs:
             if typ is int and v < 0:
                 raise InputError(f"{where}: key {k!r} must be >= 0, got {v!r}")
             out[k] = v
-        if out.get("precision", "fp32") not in PRECISIONS:
-            raise InputError(f"{where}: key 'precision' must be one of {', '.join(PRECISIONS)}, "
-                             f"got {out['precision']!r}")
+        check_precision(out.get("precision", "fp32"), where)
         return cls(**out)
 
     def checkpoint_steps(self) -> list[int]:
@@ -218,13 +209,6 @@ def wrap_method(model, method: MethodSpec, frozen: list[int]):
     return peft_model, n_frozen
 
 
-def _autocast(precision: str, device):
-    """The training steps' autocast context: bfloat16 matrix products, or nothing."""
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _schedule(args: FinetuneArgs):
     return lambda s: min((s + 1) / max(args.warmup_steps, 1),
                          max(0.0, (args.steps - s) / max(args.steps - args.warmup_steps, 1)))
@@ -270,7 +254,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
             idx = order[pos: pos + args.batch_size]
             batch = trim({k: v[idx].to(dev) for k, v in train.items()})
             pos += args.batch_size
-            with _autocast(args.precision, dev):
+            with autocast(args.precision, dev):
                 loss = net(**batch).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"fine-tuning diverged: loss is {loss.item()} at step {step} "

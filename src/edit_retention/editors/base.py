@@ -295,21 +295,3 @@ def row_target_logprob(model, ids, mask, rows: list[Row]) -> tuple[torch.Tensor,
     n = torch.zeros(len(rows), device=ids.device).index_add_(0, ri, torch.ones_like(logp))
     s = torch.zeros(len(rows), device=ids.device).index_add_(0, ri, logp)
     return s / n.clamp(min=1), h
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def check_precision(precision: str, editor: str) -> None:
-    if precision not in PRECISIONS:
-        raise InputError(f"{editor} hparams: key 'precision' must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-
-
-def optimisation_autocast(precision: str, device):
-    """Autocast for an editor's target optimisation: with "bf16" the forward and backward
-    run with bfloat16 matrix products (about 2x faster on a CPU with AVX512-BF16, the usual
-    choice on GPUs); the optimised deltas, the losses' log-softmax and every closed-form
-    solve stay float32 / float64."""
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()

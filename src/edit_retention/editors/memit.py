@@ -32,7 +32,7 @@ from typing import Callable, ClassVar
 import torch
 
 from ..io import InputError
-from ..models import arch_of, check_layers, get_module, mlp_out_name, mlp_out_weight
+from ..models import arch_of, check_layers, check_precision, get_module, mlp_out_name, mlp_out_weight
 from . import rome
 from .base import EditError, EditResult, apply_deltas, encode_row, frozen_eval, pad_rows, validate_requests
 from .memit_math import memit_delta
@@ -59,7 +59,7 @@ class TargetHparams:
 
     def validate(self) -> None:
         e = self._editor
-        rome.check_precision(self.precision, e)
+        check_precision(self.precision, f"{e} hparams")
         if not isinstance(self.layers, (list, tuple)) or not all(
                 isinstance(x, int) and not isinstance(x, bool) for x in self.layers):
             raise InputError(f"{e} hparams: key 'layers' must be a list of ints, got {self.layers!r}")

@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..io import InputError
-from ..models import arch_of, check_layers, get_module, mlp_out_name, mlp_out_weight
-from .base import (EditError, EditResult, Row, check_precision, encode_row, frozen_eval,
-                   optimisation_autocast, pad_rows, row_target_logprob, validate_requests)
+from ..models import arch_of, autocast, check_layers, check_precision, get_module, mlp_out_name, mlp_out_weight
+from .base import (EditError, EditResult, Row, encode_row, frozen_eval, pad_rows, row_target_logprob,
+                   validate_requests)
 from .rome_math import joint_delta, sequential_delta
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class RomeHparams:
     precision: str = field(default="fp32", metadata={"help": "forward/backward of the v* optimisation: 'fp32' or 'bf16' (autocast; keys, losses and the closed form stay float32/float64)"})
 
     def validate(self) -> None:
-        check_precision(self.precision, "rome")
+        check_precision(self.precision, "rome hparams")
         if not 0 <= self.n_prefixes <= len(PREFIXES):
             raise InputError(f"rome hparams: key 'n_prefixes' must be in 0..{len(PREFIXES)}, got {self.n_prefixes}")
         if self.v_batch < 0:
@@ -188,7 +188,7 @@ def _compute_values(model, tok, requests: list[dict], hp: RomeHparams,
                 state["sel"] = sel
                 L = int(mask_all[sel].sum(1).max())
                 sel_rows = [rows[i] for i in sel.tolist()]
-                with optimisation_autocast(hp.precision, device):
+                with autocast(hp.precision, device):
                     lp, hid = row_target_logprob(model, ids_all[sel, :L], mask_all[sel, :L], sel_rows)
                 nk = len(active)
                 kl_logp = torch.log_softmax(head(hid[torch.arange(len(sel_t), len(sel), device=device),
