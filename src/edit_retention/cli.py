@@ -624,6 +624,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as e:
+        from .memory import is_out_of_memory
         if not is_out_of_memory(e):
             raise
         print(f"error: {out_of_memory_message(a, e)}", file=sys.stderr)
@@ -638,13 +639,6 @@ MEMORY_SETTINGS = {
     "finetune": "tasks.<task>.params.batch_size or seq_len (or a LoRA method)",
     "evaluate": "evaluate.batch_size",
 }
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", ())
-    return isinstance(e, MemoryError) or (oom and isinstance(e, oom)) or "out of memory" in str(e).lower()
 
 
 def out_of_memory_message(a, e: BaseException) -> str:

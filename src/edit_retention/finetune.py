@@ -44,9 +44,10 @@ import torch
 from tqdm import tqdm
 
 from .io import InputError
+from .memory import AUTO, auto_batch_size, parse_batch_size, sequence_bytes, train_state_bytes, with_backoff
 from .models import arch_of, autocast, check_precision, layer_of_param
 from .tasks import get_task, pack_blocks  # noqa: F401  (pack_blocks re-exported)
-from .tasks.base import trim
+from .tasks.base import IGNORE, trim
 
 FREEZE_NAMED = ("none", "edited", "non_edited", "only_edited")
 FREEZE_PATTERN = re.compile(r"^layers:(\d+(-\d+)?)(,\d+(-\d+)?)*$")
@@ -57,7 +58,8 @@ METHODS = ("full", "lora", "dora")
 class FinetuneArgs:
     steps: int = 40                # optimiser steps
     lr: float = 5e-5               # peak learning rate (AdamW)
-    batch_size: int = 8            # blocks / examples per step
+    batch_size: int = 8            # blocks / examples per optimiser step
+    micro_batch_size: int | str = 0  # per forward/backward: 0 = batch_size, N, or "auto" (memory.py)
     seq_len: int = 64              # tokens per block (causal_lm) / max tokens per example
     warmup_steps: int = 4          # linear warm-up, then linear decay to 0
     weight_decay: float = 0.0
@@ -75,6 +77,9 @@ class FinetuneArgs:
         for k, v in d.items():
             if k not in known:
                 raise InputError(f"{where}: unknown key {k!r} (known: {', '.join(known)})")
+            if k == "micro_batch_size":
+                out[k] = parse_batch_size(v, f"{where}: key 'micro_batch_size'", zero_ok=True)
+                continue
             typ = type(getattr(cls(), k))
             if typ is float and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
@@ -214,6 +219,52 @@ def _schedule(args: FinetuneArgs):
                          max(0.0, (args.steps - s) / max(args.steps - args.warmup_steps, 1)))
 
 
+def resolve_micro_batch(net, train: dict, args: FinetuneArgs) -> int:
+    """Examples per forward/backward pass: ``micro_batch_size`` (0 = the whole batch), or
+    with "auto" the largest that fits the job's memory (memory.py) at the longest sequence."""
+    m = args.micro_batch_size
+    if m == AUTO:
+        per_item = sequence_bytes(net.config, train["input_ids"].shape[1], train=True, precision=args.precision)
+        return auto_batch_size(net, per_item, args.batch_size, where="finetune micro_batch_size",
+                               fixed=train_state_bytes(net, args.precision))
+    return min(m, args.batch_size) if m else args.batch_size
+
+
+def _accumulate(net, train: dict, idx, micro: int, dev, precision: str) -> tuple[float, int]:
+    """Gradients of the batch ``idx``'s mean token loss, ``micro`` examples per pass:
+    each pass's mean loss is weighted by its share of the batch's predicted tokens, so the
+    summed gradients equal the whole batch's whatever ``micro`` is (up to float rounding).
+    Returns (batch loss, attention tokens)."""
+    for p in net.parameters():
+        p.grad = None
+    n_pred = int((train["labels"][idx][:, 1:] != IGNORE).sum())
+    total, n_tok = 0.0, 0
+    for j in range(0, len(idx), micro):
+        mb = trim({k: v[idx[j: j + micro]].to(dev) for k, v in train.items()})
+        share = int((mb["labels"][:, 1:] != IGNORE).sum())
+        if share == 0:
+            continue
+        with autocast(precision, dev):
+            loss = net(**mb).loss
+        if micro < len(idx):
+            loss = loss * (share / n_pred)
+        loss.backward()
+        total += loss.item()
+        n_tok += int(mb["attention_mask"].sum())
+    return total, n_tok
+
+
+def _rng_state(dev):
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
+
+
+def _rng_restore(state, dev) -> None:
+    """A step retried after an out-of-memory error draws the same dropout masks."""
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], dev)
+
+
 def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
              frozen_layers=(), progress: bool = True, *, task=None, method=None,
              freeze_non_layer: bool = False, on_checkpoint=None) -> dict:
@@ -246,26 +297,27 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
     score_before = task.score(net, tok, held, args)
     ckpts = set(args.checkpoint_steps())
     losses, t0, order, pos, tokens = [], time.time(), torch.randperm(n_train, generator=gen), 0, 0
+    micro = resolve_micro_batch(net, train, args)
     net.train()
     try:
         for step in tqdm(range(args.steps), desc="finetune", mininterval=5, disable=not progress):
             if pos + args.batch_size > len(order):
                 order, pos = torch.randperm(n_train, generator=gen), 0
             idx = order[pos: pos + args.batch_size]
-            batch = trim({k: v[idx].to(dev) for k, v in train.items()})
             pos += args.batch_size
-            with autocast(args.precision, dev):
-                loss = net(**batch).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning diverged: loss is {loss.item()} at step {step} "
+            rng = _rng_state(dev)
+            (loss, n_tok), micro = with_backoff(
+                lambda m: _accumulate(net, train, idx, m, dev, args.precision), micro,
+                where=f"finetune step {step}", on_retry=lambda m: _rng_restore(rng, dev))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"fine-tuning diverged: loss is {loss} at step {step} "
                                          f"(task {task.type}, method {method.type}; lower lr?)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
             opt.step()
             sched.step()
-            losses.append(loss.item())
-            tokens += int(batch["attention_mask"].sum())
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss)
+            tokens += n_tok
             if on_checkpoint is not None and step + 1 in ckpts:
                 net.eval()
                 on_checkpoint(step + 1, net)
@@ -286,6 +338,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
         "n_frozen_params": n_frozen, "n_trainable_params": n_trainable, "train_examples": n_train,
         "train_blocks": n_train, "train_loss": losses, "seconds": time.time() - t0,
         "train_seconds": train_seconds, "train_tokens": tokens, "checkpoint_steps": sorted(ckpts),
+        "micro_batch_size": micro, "accumulation_steps": -(-args.batch_size // micro),
     }
     for suffix, s in (("_before", score_before), ("", score_after)):
         out[f"eval_loss{suffix}"] = s["eval_loss"]

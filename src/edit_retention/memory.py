@@ -1,0 +1,206 @@
+"""Batch sizes that scale with memory.
+
+A batch-size setting may be ``"auto"`` instead of a number: the stage then takes the
+largest batch whose estimated peak memory fits the job's budget, and on an out-of-memory
+error halves it and repeats the same batch (nothing is lost, nothing is skipped)::
+
+    size = pick_batch_size(budget_bytes(device, mem_mb), fixed=model_bytes(model),
+                           per_item=sequence_bytes(model.config, 64, train=False), cap=256)
+    rows = with_backoff(lambda n: score(chunk, n), size, where="evaluate")
+
+The budget (``budget_bytes``): on CUDA, the GPU's total memory (one job per GPU, as the
+gpu profile schedules them); on CPU, the memory Snakemake or SLURM reserved for the job
+(``mem_mb``; the rules pass ``resources.mem_mb``) or else the machine's memory (its
+cgroup limit when lower); times ``FRACTION`` for what the estimate leaves out (the
+allocator's slack, the CUDA context, Python). Total rather than free memory, so the same
+machine and config always pick the same size.
+
+The estimate (``sequence_bytes``) counts what one sequence of ``seq_len`` tokens keeps
+alive: for training every block's saved activations (8h + 5f values per token for the
+attention and gated-MLP inputs and outputs, plus 2 a s for attention scores and their
+softmax) and the logits with their float32 log-softmax and gradient; for inference one
+block's transient values and the scored logits. With bf16 autocast, matrix outputs are
+2 bytes. It over-counts on purpose (fused attention keeps no scores);
+``benchmarks/bench_memory.py`` compares it with measured peaks.
+
+Fine-tuning keeps its batch size as the optimiser's batch (a hyperparameter: results must
+not depend on the machine) and fits memory with ``micro_batch_size``: the batch is run in
+micro-batches whose gradients add up to the whole batch's (``finetune``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from .io import InputError
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+FRACTION = 0.8
+
+
+def parse_batch_size(value, where: str, zero_ok: bool = False):
+    """A batch-size setting: an integer >= 1 (>= 0 with ``zero_ok``) or "auto"."""
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    lo = 0 if zero_ok else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise InputError(f"{where}: a batch size must be an integer >= {lo} or \"auto\", got {value!r}")
+    return value
+
+
+def batch_size_arg(text: str):
+    """argparse type of --batch-size options that accept "auto"."""
+    import argparse
+    try:
+        return parse_batch_size(text, "--batch-size")
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _cgroup_limit() -> int | None:
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    return None
+
+
+def host_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its cgroup limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = _cgroup_limit()
+    return min(total, limit) if limit else total
+
+
+_JOB_MEM_MB = 0   # set once per process by the CLI's --mem-mb (the job's reservation)
+
+
+def set_job_memory(mem_mb: int) -> None:
+    """The memory (MB) this job was given: Snakemake's or SLURM's ``resources.mem_mb``."""
+    global _JOB_MEM_MB
+    if mem_mb is None or mem_mb < 0:
+        raise InputError(f"--mem-mb must be >= 0 (0 = the machine's memory), got {mem_mb!r}")
+    _JOB_MEM_MB = int(mem_mb)
+
+
+def budget_bytes(device, mem_mb: int | None = None, fraction: float = FRACTION) -> int:
+    """What a job may fill with weights and batches (see the module docstring);
+    ``mem_mb`` None: the job's (``set_job_memory``)."""
+    device = torch.device(device)
+    mem_mb = _JOB_MEM_MB if mem_mb is None else mem_mb
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        total = min(mem_mb * 2**20, host_memory()) if mem_mb and mem_mb > 0 else host_memory()
+    return int(total * fraction)
+
+
+def model_bytes(model) -> int:
+    """Weights and buffers, as stored."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def train_state_bytes(model, precision: str = "fp32") -> int:
+    """Weights, plus gradients and AdamW's two moments of the trainable ones, plus the
+    bf16 weight copies autocast caches."""
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    copies = sum(p.numel() * 2 for p in model.parameters()) if precision == "bf16" else 0
+    return model_bytes(model) + 3 * trainable + copies
+
+
+def _dims(config) -> tuple[int, int, int, int, int]:
+    """(layers, hidden, MLP width, heads, vocabulary) of a Hugging Face config."""
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    get = lambda *names: next((getattr(config, n) for n in names if getattr(config, n, None)), None)  # noqa: E731
+    layers, hidden = get("num_hidden_layers", "n_layer"), get("hidden_size", "n_embd")
+    heads, vocab = get("num_attention_heads", "n_head"), get("vocab_size")
+    if not all((layers, hidden, heads, vocab)):
+        raise InputError(f"memory estimate: the model config ({type(config).__name__}) names no layer count, "
+                         "hidden size, head count or vocabulary size; set a numeric batch size instead of auto")
+    return layers, hidden, get("intermediate_size", "n_inner") or 4 * hidden, heads, vocab
+
+
+def sequence_bytes(config, seq_len: int, *, train: bool, precision: str = "fp32",
+                   logit_positions: int | None = None) -> int:
+    """Estimated peak bytes that one sequence of ``seq_len`` tokens adds (module docstring).
+
+    ``logit_positions``: positions whose vocabulary logits are computed (default: all).
+    """
+    layers, h, f, a, vocab = _dims(config)
+    s = max(int(seq_len), 1)
+    e = 2 if precision == "bf16" else 4
+    pos = s if logit_positions is None else logit_positions
+    if train:
+        blocks = layers * (s * (8 * h + 5 * f) + 2 * a * s * s) * e
+        logits = pos * vocab * (e + 4 + 4)
+    else:
+        blocks = (s * (6 * h + 3 * f) + 2 * a * s * s) * e
+        logits = pos * vocab * 4 * 2
+    return blocks + logits
+
+
+def pick_batch_size(budget: int, fixed: int, per_item: int, cap: int) -> int:
+    """The largest batch of at most ``cap`` items that fits ``budget`` beside ``fixed``
+    bytes: ``cap`` itself or a power of two, and 1 when not even one item fits (the
+    out-of-memory message then names the setting)."""
+    if cap < 1:
+        raise ValueError(f"cap must be >= 1, got {cap}")
+    room = (budget - fixed) // max(per_item, 1)
+    if room >= cap:
+        return cap
+    if room < 1:
+        log.warning("memory: the model (%.2f GB) and one item (%.3f GB) exceed the budget (%.2f GB); "
+                    "trying batch size 1", fixed / 2**30, per_item / 2**30, budget / 2**30)
+        return 1
+    return 1 << (int(room).bit_length() - 1)
+
+
+def auto_batch_size(model, per_item: int, cap: int, where: str, fixed: int | None = None) -> int:
+    """``pick_batch_size`` on the budget of the model's device; ``fixed`` defaults to
+    the model's weights. Logs the choice."""
+    device = next(model.parameters()).device
+    budget = budget_bytes(device)
+    fixed = model_bytes(model) if fixed is None else fixed
+    size = pick_batch_size(budget, fixed, per_item, cap)
+    log.info("%s: batch size auto -> %d (budget %.2f GB on %s, fixed %.2f GB, %.1f MB per item)",
+             where, size, budget / 2**30, device, fixed / 2**30, per_item / 2**20)
+    return size
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """An error a smaller batch might avoid (CUDA or host allocation failures)."""
+    from accelerate.utils.memory import should_reduce_batch_size
+
+    return (isinstance(e, (MemoryError, torch.OutOfMemoryError))
+            or "out of memory" in str(e).lower() or should_reduce_batch_size(e))
+
+
+def with_backoff(fn, size: int, where: str, on_retry=None):
+    """``fn(size)``, halving ``size`` after each out-of-memory error; the error is raised
+    again once size 1 fails. ``on_retry(size)`` runs before each retry (undo partial work).
+    Returns (result, size that worked)."""
+    from accelerate.utils.memory import clear_device_cache
+
+    while True:
+        try:
+            return fn(size), size
+        except (RuntimeError, MemoryError) as e:
+            if size <= 1 or not is_out_of_memory(e):
+                raise
+        clear_device_cache(garbage_collection=True)   # outside the handler: the traceback is gone
+        size = max(size // 2, 1)
+        log.warning("%s: out of memory, retrying with batch size %d", where, size)
+        if on_retry is not None:
+            on_retry(size)
