@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import time
+
+from _runner import rss_mb, run_rows
 
 CONFIGS = {
     "full": {"method": "full", "freeze": "none"},
@@ -36,10 +35,6 @@ CONFIGS = {
     "freeze-edited": {"method": "full", "freeze": "edited"},
     "only-edited": {"method": "full", "freeze": "only_edited"},
 }
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_one(a) -> dict:
@@ -91,21 +86,13 @@ def main() -> None:
     if a.one:
         print(json.dumps(run_one(a)))
         return
-    rows = []
-    for name in a.configs:
-        cmd = [sys.executable, __file__, "--model", a.model, "--one", name, "--steps", str(a.steps),
-               "--batch-size", str(a.batch_size), "--seq-len", str(a.seq_len), "--threads", str(a.threads),
-               "--device", a.device, "--edited-layer", str(a.edited_layer), "--precision", a.precision]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{r.stderr[-3000:]}")
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), flush=True)
     cols = ["config", "precision", "trainable_params", "tokens_per_s", "s_per_step", "rss_loaded_mb", "peak_rss_mb"]
     cols += ["peak_gpu_mb"] if a.device.startswith("cuda") else []
-    print("\n" + " | ".join(cols))
-    for r in rows:
-        print(" | ".join(str(r[c]) for c in cols))
+    rows = run_rows(__file__, {name: ["--model", a.model, "--one", name, "--steps", str(a.steps),
+                                      "--batch-size", str(a.batch_size), "--seq-len", str(a.seq_len),
+                                      "--threads", str(a.threads), "--device", a.device,
+                                      "--edited-layer", str(a.edited_layer), "--precision", a.precision]
+                               for name in a.configs}, cols)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -15,14 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import time
 
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from _runner import rss_mb, run_rows
 
 
 def run_one(a) -> dict:
@@ -60,21 +55,11 @@ def main() -> None:
     if a.one:
         print(json.dumps(run_one(a)))
         return
-    rows = []
-    for layers in a.layers or ["5"]:
-        cmd = [sys.executable, __file__, "--model", a.model, "--corpus", a.corpus, "--one", layers,
-               "--n-samples", str(a.n_samples), "--max-len", str(a.max_len), "--batch-size", str(a.batch_size),
-               "--threads", str(a.threads), "--device", a.device]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise SystemExit(f"layers {layers} failed:\n{r.stderr[-3000:]}")
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), flush=True)
-    cols = ["layers", "texts", "tokens", "seconds", "tokens_per_s", "rss_loaded_mb", "peak_rss_mb"]
-    print("\n" + " | ".join(cols))
-    for r in rows:
-        print(" | ".join(str(r[c]) for c in cols))
-
+    run_rows(__file__, {layers: ["--model", a.model, "--corpus", a.corpus, "--one", layers,
+                                 "--n-samples", str(a.n_samples), "--max-len", str(a.max_len),
+                                 "--batch-size", str(a.batch_size), "--threads", str(a.threads), "--device", a.device]
+                        for layers in a.layers or ["5"]},
+             ["layers", "texts", "tokens", "seconds", "tokens_per_s", "rss_loaded_mb", "peak_rss_mb"])
 
 if __name__ == "__main__":
     main()

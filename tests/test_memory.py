@@ -155,3 +155,83 @@ def test_auto_micro_batch_follows_the_job_memory(tiny_model_dir):
     assert FinetuneArgs.from_dict({"micro_batch_size": "auto"}).micro_batch_size == "auto"
     with pytest.raises(InputError, match="tasks.t.params: key 'micro_batch_size'.*\"auto\", got 'half'"):
         FinetuneArgs.from_dict({"micro_batch_size": "half"}, where="tasks.t.params")
+
+
+def _items():
+    from conftest import make_record
+    from edit_retention.evaluate import build_items
+    para = {"augment": ["{}'s capital city is"], "evaluate": ["{} has its capital in", "The seat of government of {} is"]}
+    recs = [make_record(i, subject=s, true=t, new=n) for i, (s, t, n) in enumerate(
+        [("Freedonia", "Paris", "Rome"), ("Grand Fenwick", "Berlin", "Buenos Aires"), ("Ruritania", "Madrid", "Tokyo")])]
+    return build_items(recs[:2], recs[2:], {r["case_id"]: para for r in recs})
+
+
+def test_scoring_auto_and_oom_backoff_score_every_item_the_same(tiny_model, monkeypatch):
+    from transformers import LlamaModel
+
+    from edit_retention.evaluate import score_items
+    model, tok = tiny_model
+    items = _items()
+    ref = score_items(model, tok, items, batch_size=len(items), progress=False)
+    auto = score_items(model, tok, items, batch_size="auto", progress=False)
+    real = LlamaModel.forward
+    sizes = []
+
+    def forward(self, input_ids=None, **kw):
+        sizes.append(input_ids.shape[0])
+        if input_ids.shape[0] > 4:        # more than 2 items (2 sequences each)
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        return real(self, input_ids=input_ids, **kw)
+    monkeypatch.setattr(LlamaModel, "forward", forward)
+    backed_off = score_items(model, tok, items, batch_size=8, progress=False)
+    assert len(items) == 11 and sizes == [16, 8] + [4] * 5 + [2]   # 8 items fail, 4 fail, then 2 at a time
+    for rows in (auto, backed_off):
+        assert [(r["case_id"], r["kind"], r["index"]) for r in rows] == [
+            (r["case_id"], r["kind"], r["index"]) for r in ref]
+        for r, e in zip(rows, ref):
+            assert r["lp_target"] == pytest.approx(e["lp_target"], abs=1e-4)
+            assert r["lp_alt"] == pytest.approx(e["lp_alt"], abs=1e-4)
+
+
+def test_stats_backoff_redoes_a_batch_without_counting_a_layer_twice(tiny_model):
+    """Out of memory inside block 2, after layer 1's keys were added: the retried halves
+    skip layer 1, and both layers equal the undisturbed statistics."""
+    from edit_retention.stats import compute_mom2
+    model, tok = tiny_model
+    texts = [f"Sentence {i} is about the weather, rivers and clocks." * (1 + i % 3) for i in range(8)]
+    ref = compute_mom2(model, tok, texts, [1, 2], max_len=24, batch_size=4, progress=False)
+    failures = []
+
+    def pre(_m, args, kw):
+        h = kw.get("hidden_states", args[0] if args else None)
+        if h.shape[0] > 2:
+            failures.append(h.shape[0])
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+    handle = model.model.layers[2].register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        got = compute_mom2(model, tok, texts, [1, 2], max_len=24, batch_size=4, progress=False)
+    finally:
+        handle.remove()
+    assert failures == [4]
+    assert got.tokens == ref.tokens and got.texts == ref.texts
+    for layer in (1, 2):
+        torch.testing.assert_close(got[layer], ref[layer], rtol=1e-6, atol=1e-9)
+    auto = compute_mom2(model, tok, texts, [1, 2], max_len=24, batch_size="auto", progress=False)
+    torch.testing.assert_close(auto[2], ref[2], rtol=1e-6, atol=1e-9)
+
+
+def test_cli_takes_auto_and_the_job_memory(tiny_model_dir, tmp_path, capsys):
+    from edit_retention.cli import main
+    from edit_retention.io import write_jsonl
+    from edit_retention.stats import load_stats
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, [{"text": f"Text {i} about rivers and clocks."} for i in range(6)])
+    args = ["stats", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--layer", "1",
+            "--max-len", "16", "--out", str(tmp_path / "s.safetensors")]
+    assert main(args + ["--batch-size", "auto", "--mem-mb", "2000"]) == 0
+    stats, meta = load_stats(tmp_path / "s.safetensors")
+    assert meta["n_samples"] == 6 and 1 in stats
+    assert memory.budget_bytes("cpu") == int(2000 * 2**20 * memory.FRACTION)
+    with pytest.raises(SystemExit):
+        main(args + ["--batch-size", "lots"])
+    assert 'a batch size must be an integer >= 1 or "auto", got \'lots\'' in capsys.readouterr().err

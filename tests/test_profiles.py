@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("select_intrinsic", "layer_stats", "apply_edits", "finetune", "evaluate_edited", "evaluate_finetuned")
 
 
-def dry_run(profile: str) -> dict[str, list[str]]:
+def dry_run(profile: str, *extra: str) -> dict[str, list[str]]:
     """Job blocks of a forced dry run, per rule (each block: its printed lines)."""
     exe = Path(sys.executable).parent / "snakemake"
-    r = subprocess.run([str(exe), "-n", "-p", "--forceall", "--profile", f"workflow/profiles/{profile}"],
+    r = subprocess.run([str(exe), "-n", "-p", "--forceall", "--profile", f"workflow/profiles/{profile}", *extra],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     blocks: dict[str, list[str]] = {}
@@ -38,7 +38,9 @@ def test_gpu_profiles_claim_gpus_and_cuda(profile):
             assert "--device cuda" in b, (rule, b)
     if profile == "slurm":
         ft = blocks["finetune"][0]
-        assert "runtime=240" in ft and "mem_mb=16000" in ft and "slurm_partition=gpu" in ft
+        assert "runtime=240" in ft and "mem_mb=64000" in ft and "slurm_partition=gpu" in ft
+        assert "--mem-mb 64000" in ft            # the job fits its auto batch sizes into its reservation
+        assert all("mem_mb=32000" in b for b in blocks["evaluate_edited"])
     for b in blocks["summarize"]:
         assert not re.search(r"\bgpu=", b)
 
@@ -47,3 +49,11 @@ def test_local_profile_runs_on_cpu():
     blocks = dry_run("local")
     for b in blocks["finetune"]:
         assert "--device cpu" in b and not re.search(r"\bgpu=", b)
+        assert "--mem-mb 0" in b                 # unreserved: auto batch sizes use the machine's memory
+
+
+def test_config_mem_mb_is_the_jobs_reservation_and_its_budget():
+    blocks = dry_run("local", "--config", "mem_mb=3000")
+    for rule in ("select_intrinsic", "layer_stats", "finetune", "evaluate_finetuned"):
+        for b in blocks[rule]:
+            assert re.search(r"resources:.*\bmem_mb=3000\b", b) and "--mem-mb 3000" in b, (rule, b)

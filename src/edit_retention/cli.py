@@ -17,6 +17,7 @@ import sys
 import time
 
 from .io import InputError, read_json, read_jsonl, write_json, write_jsonl
+from .memory import batch_size_arg
 
 log = logging.getLogger("edit_retention")
 
@@ -491,8 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
         s = add(name, fn, help)
         s.add_argument("--model", required=True, help="prepared model folder")
         s.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+        s.add_argument("--mem-mb", type=int, default=0,
+                       help="memory reserved for this job (MB; Snakemake's resources.mem_mb) that \"auto\" "
+                            "batch sizes fill on CPU; 0 = the machine's (on CUDA: the GPU's memory)")
         if name in ("select", "evaluate"):
-            s.add_argument("--batch-size", type=int, default=32)
+            s.add_argument("--batch-size", type=batch_size_arg, default=32, help="items per pass, or auto")
     s = sub.choices["select"]
     s.add_argument("--records", required=True)
     s.add_argument("--n-edit", type=int, required=True)
@@ -507,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layer", type=int, required=True)
     s.add_argument("--n-samples", type=int, default=1000)
     s.add_argument("--max-len", type=int, default=128)
-    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--batch-size", type=batch_size_arg, default=8, help="texts per pass, or auto")
     s.add_argument("--out", required=True)
     s = sub.choices["train-mend"]
     s.add_argument("--records", required=True, help="the fact set (JSONL)")
@@ -551,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--edited", help="edited facts (needed for an edit in the single regime)")
     s.add_argument("--control", help="control facts (single regime)")
     s.add_argument("--paraphrases", help="paraphrase splits (single regime)")
-    s.add_argument("--batch-size", type=int, default=32, help="scoring batch size (single regime, checkpoints)")
+    s.add_argument("--batch-size", type=batch_size_arg, default=32,
+                   help="scoring batch size (single regime, checkpoints), or auto")
     s = sub.choices["evaluate"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
     s.add_argument("--edited", required=True)
@@ -619,6 +624,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     a = build_parser().parse_args(argv)
     try:
+        if getattr(a, "mem_mb", None) is not None:
+            from .memory import set_job_memory
+            set_job_memory(a.mem_mb)
         a.fn(a)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -634,10 +642,11 @@ def main(argv=None) -> int:
 
 # Config settings that bound each stage's memory, for the out-of-memory message.
 MEMORY_SETTINGS = {
-    "select": "select.batch_size", "stats": "stats.batch_size or stats.max_len",
+    "select": "select.batch_size (or set it to auto)", "stats": "stats.batch_size (or auto) or stats.max_len",
     "edit": "the edit regime (edit.regime: sequential with a smaller edit.batch_size) or select.n_edit",
-    "finetune": "tasks.<task>.params.batch_size or seq_len (or a LoRA method)",
-    "evaluate": "evaluate.batch_size",
+    "finetune": "tasks.<task>.params.micro_batch_size (a number, or auto: the optimiser batch is kept), "
+                "seq_len, or a LoRA method",
+    "evaluate": "evaluate.batch_size (or set it to auto)",
 }
 
 

@@ -45,6 +45,7 @@ import torch
 from tqdm import tqdm
 
 from .io import InputError
+from .memory import AUTO, auto_batch_size, sequence_bytes, with_backoff
 from .records import fill
 
 KINDS = ("rewrite", "paraphrase", "neighborhood")
@@ -199,37 +200,53 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def score_items(model, tok, items: list[dict], batch_size: int = 32, device=None,
+def _auto_size(model, encoded, n_items: int) -> int:
+    """Items per pass that fit the job's memory: two sequences of the longest item each."""
+    longest = max(len(p) + max(len(t), len(a)) for p, t, a in encoded)
+    scored = 2 * max(max(len(t), len(a)) for _, t, a in encoded)
+    per_item = 2 * sequence_bytes(model.config, longest, train=False, logit_positions=scored)
+    return auto_batch_size(model, per_item, cap=min(n_items, 1024), where="scoring")
+
+
+def score_items(model, tok, items: list[dict], batch_size: int | str = 32, device=None,
                 progress: bool = True) -> list[dict]:
     """Score every item by teacher forcing; return the items (same order) with scores.
 
-    ``batch_size`` counts items per forward pass; each item contributes two sequences
-    (prompt + target, prompt + alt) to the same batch.  Items are batched in order of
+    ``batch_size`` counts items per forward pass ("auto": as many as the job's memory
+    holds, memory.py; a pass that runs out of memory is redone at half the size); each
+    item contributes two sequences (prompt + target, prompt + alt) to the same batch.  Items are batched in order of
     length to limit padding; results come back in input order and equal scoring one by
     one up to float rounding.  The model is put in eval mode while scoring and its
     previous mode restored.  ``device`` defaults to the model's device.
     """
-    if batch_size < 1:
-        raise InputError(f"score_items: batch_size must be >= 1, got {batch_size}")
+    if batch_size != AUTO and batch_size < 1:
+        raise InputError(f"score_items: batch_size must be >= 1 or \"auto\", got {batch_size}")
     if not items:
         return []
     device = _model_device(model) if device is None else torch.device(device)
     encoded = _tokenize(tok, items)
     order = sorted(range(len(items)), key=lambda i: -(len(encoded[i][0]) + max(len(encoded[i][1]), len(encoded[i][2]))))
+    size = _auto_size(model, encoded, len(items)) if batch_size == AUTO else batch_size
     pad_id = _pad_id(tok)
     results: list[dict | None] = [None] * len(items)
+
+    def score_chunk(chunk: list[int]) -> list[dict]:
+        seqs = [(encoded[i][0], encoded[i][k]) for i in chunk for k in (1, 2)]
+        scored = _score_batch(model, seqs, pad_id, device)
+        return [_row(items[i], scored[2 * j], scored[2 * j + 1]) for j, i in enumerate(chunk)]
+
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), tqdm(total=len(items), desc="scoring", unit="item",
                                           disable=not progress, leave=False) as bar:
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                seqs = [(encoded[i][0], encoded[i][k]) for i in chunk for k in (1, 2)]
-                scored = _score_batch(model, seqs, pad_id, device)
-                for j, i in enumerate(chunk):
-                    results[i] = _row(items[i], scored[2 * j], scored[2 * j + 1])
-                bar.update(len(chunk))
+            start = 0
+            while start < len(order):
+                rows, size = with_backoff(lambda n: score_chunk(order[start: start + n]), size, where="scoring")
+                for i, row in zip(order[start: start + size], rows):
+                    results[i] = row
+                start += size
+                bar.update(len(rows))
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]

@@ -112,11 +112,12 @@ def model_bytes(model) -> int:
 
 
 def train_state_bytes(model, precision: str = "fp32") -> int:
-    """Weights, plus gradients and AdamW's two moments of the trainable ones, plus the
-    bf16 weight copies autocast caches."""
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    """Weights; gradients and AdamW's two moments of the trainable ones; two copies of the
+    largest trainable tensor (the optimiser step's temporaries, and a tied head's second
+    gradient); and the bf16 weight copies autocast caches."""
+    sizes = [p.numel() * p.element_size() for p in model.parameters() if p.requires_grad]
     copies = sum(p.numel() * 2 for p in model.parameters()) if precision == "bf16" else 0
-    return model_bytes(model) + 3 * trainable + copies
+    return model_bytes(model) + 3 * sum(sizes) + 2 * max(sizes, default=0) + copies
 
 
 def _dims(config) -> tuple[int, int, int, int, int]:
@@ -133,10 +134,11 @@ def _dims(config) -> tuple[int, int, int, int, int]:
 
 
 def sequence_bytes(config, seq_len: int, *, train: bool, precision: str = "fp32",
-                   logit_positions: int | None = None) -> int:
+                   logit_positions: int | None = None, float64_keys: bool = False) -> int:
     """Estimated peak bytes that one sequence of ``seq_len`` tokens adds (module docstring).
 
-    ``logit_positions``: positions whose vocabulary logits are computed (default: all).
+    ``logit_positions``: positions whose vocabulary logits are computed (default: all);
+    ``float64_keys``: the MLP keys are also copied in float64 (layer statistics).
     """
     layers, h, f, a, vocab = _dims(config)
     s = max(int(seq_len), 1)
@@ -148,7 +150,7 @@ def sequence_bytes(config, seq_len: int, *, train: bool, precision: str = "fp32"
     else:
         blocks = (s * (6 * h + 3 * f) + 2 * a * s * s) * e
         logits = pos * vocab * 4 * 2
-    return blocks + logits
+    return blocks + logits + (s * f * 8 if float64_keys else 0)
 
 
 def pick_batch_size(budget: int, fixed: int, per_item: int, cap: int) -> int:
@@ -161,8 +163,9 @@ def pick_batch_size(budget: int, fixed: int, per_item: int, cap: int) -> int:
     if room >= cap:
         return cap
     if room < 1:
-        log.warning("memory: the model (%.2f GB) and one item (%.3f GB) exceed the budget (%.2f GB); "
-                    "trying batch size 1", fixed / 2**30, per_item / 2**30, budget / 2**30)
+        log.warning("memory: the fixed part (weights, and optimiser state when training: %.2f GB) and one "
+                    "item (%.3f GB) exceed the budget (%.2f GB); trying batch size 1",
+                    fixed / 2**30, per_item / 2**30, budget / 2**30)
         return 1
     return 1 << (int(room).bit_length() - 1)
 

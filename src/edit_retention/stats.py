@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .io import InputError, atomic_path
+from .memory import AUTO, auto_batch_size, sequence_bytes, with_backoff
 from .models import arch_of, check_layers, get_module
 
 
@@ -56,40 +57,59 @@ def compute_mom2(model, tok, texts: list[str], layers: list[int], max_len: int =
     layers = sorted(set(check_layers(model, layers, "compute_mom2 layers")))
     if not layers:
         raise InputError("compute_mom2: no layers given")
-    if max_len < 1 or batch_size < 1:
+    if max_len < 1 or (batch_size != AUTO and batch_size < 1):
         raise InputError(f"compute_mom2: max_len ({max_len}) and batch_size ({batch_size}) must be >= 1")
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise InputError("compute_mom2: no non-empty texts to compute statistics on")
     arch = arch_of(model)
     device = next(model.parameters()).device
+    if batch_size == AUTO:
+        per_text = sequence_bytes(model.config, max_len, train=False, logit_positions=0, float64_keys=True)
+        batch_size = auto_batch_size(model, per_text, cap=min(len(texts), 1024), where="stats")
     sums: dict[int, torch.Tensor] = {}
-    mask_holder: dict[str, torch.Tensor] = {}
+    covered = dict.fromkeys(layers, 0)      # texts already in each layer's sum
+    span: dict[str, int] = {}
 
     def make_hook(layer: int):
         def hook(_module, inputs):
-            k = inputs[0]
-            k = k.reshape(-1, k.shape[-1])[mask_holder["mask"]].to(torch.float64)
-            if layer not in sums:
-                sums[layer] = torch.zeros(k.shape[1], k.shape[1], dtype=torch.float64, device=device)
-            sums[layer].addmm_(k.T, k)
+            # A batch redone after running out of memory skips the layers it already reached.
+            if covered[layer] < span["end"]:
+                k = inputs[0]
+                k = k.reshape(-1, k.shape[-1])[span_mask["mask"]].to(torch.float64)
+                if layer not in sums:
+                    sums[layer] = torch.zeros(k.shape[1], k.shape[1], dtype=torch.float64, device=device)
+                sums[layer].addmm_(k.T, k)
+                covered[layer] = span["end"]
             if layer == layers[-1]:
                 raise _StopForward
         return hook
 
+    span_mask: dict[str, torch.Tensor] = {}
+
+    def run(start: int, n: int) -> int:
+        enc = tok(texts[start:start + n], return_tensors="pt", padding=True,
+                  truncation=True, max_length=max_len).to(device)
+        span_mask["mask"] = enc["attention_mask"].reshape(-1).bool()
+        span["end"] = start + n
+        try:
+            model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], use_cache=False)
+        except _StopForward:
+            pass
+        return int(span_mask["mask"].sum())
+
     handles = [get_module(model, arch.mlp_out.format(l)).register_forward_pre_hook(make_hook(l))
                for l in layers]
-    n_tokens = 0
+    n_tokens, start = 0, 0
     try:
-        for i in tqdm(range(0, len(texts), batch_size), desc="mom2", unit="batch", disable=not progress):
-            enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True,
-                      truncation=True, max_length=max_len).to(device)
-            mask_holder["mask"] = enc["attention_mask"].reshape(-1).bool()
-            n_tokens += int(mask_holder["mask"].sum())
-            try:
-                model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], use_cache=False)
-            except _StopForward:
-                pass
+        with tqdm(total=len(texts), desc="mom2", unit="text", disable=not progress) as bar:
+            while start < len(texts):
+                n = min(batch_size, len(texts) - start)
+                tokens, n = with_backoff(lambda m: run(start, m), n, where="stats")
+                batch_size = n
+                n_tokens += tokens
+                start += n
+                bar.update(n)
     finally:
         for h in handles:
             h.remove()

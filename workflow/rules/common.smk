@@ -43,11 +43,19 @@ def code(*parts):
     return out
 
 
-CODE_MODEL = code("models.py", "io.py")
+CODE_MODEL = code("models.py", "io.py", "memory.py")
 CODE_EDIT = CODE_MODEL + code("editors", "hparams", "stats.py", "records.py")
 CODE_TASKS = CODE_MODEL + code("tasks", "corpus.py", "records.py")
 CODE_FINETUNE = CODE_MODEL + code("finetune.py", "single.py", "evaluate.py", "tasks")
 CODE_EVALUATE = CODE_MODEL + code("evaluate.py", "single.py", "records.py")
+
+
+def job_mem_mb(wildcards):
+    """Memory (MB) a model job reserves: Snakemake's resources.mem_mb (with --resources
+    mem_mb=N it bounds how many run at once; under SLURM it is the job's --mem) and the
+    budget its "auto" batch sizes fill. 0 (the default): unreserved, the machine's memory.
+    --set-resources RULE:mem_mb=N (as the slurm profile does) overrides it per rule."""
+    return int(config.get("mem_mb", 0))
 
 
 def as_json(obj):

@@ -85,11 +85,13 @@ rule select_intrinsic:
         known=known_flag,
         device=config["device"],
     threads: 1
+    resources:
+        mem_mb=job_mem_mb,
     log:
         "logs/select/{model}/{facts}.log",
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention select --model {input.model}"
-        " --device {params.device} --records {input.records} --n-edit {params.n_edit}"
+        " --device {params.device} --mem-mb {resources.mem_mb} --records {input.records} --n-edit {params.n_edit}"
         " --n-control {params.n_control} --seed {params.seed} --batch-size {params.batch_size} {params.known}"
         " --out-edit {output.edit} --out-control {output.control} --out-scores {output.scores} 2> {log}"
 
@@ -107,10 +109,12 @@ rule layer_stats:
         batch_size=config["stats"]["batch_size"],
         device=config["device"],
     threads: 1
+    resources:
+        mem_mb=job_mem_mb,
     log:
         "logs/stats/{model}/{corpus}/{facts}/layer{layer}.log",
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention stats --model {input.model}"
-        " --device {params.device} --corpus {input.corpus} --layer {wildcards.layer}"
+        " --device {params.device} --mem-mb {resources.mem_mb} --corpus {input.corpus} --layer {wildcards.layer}"
         " --n-samples {params.n_samples} --max-len {params.max_len}"
         " --batch-size {params.batch_size} --out {output} 2> {log}"

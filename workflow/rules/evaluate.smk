@@ -14,11 +14,13 @@ rule evaluate_base:
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
     threads: 1
+    resources:
+        mem_mb=job_mem_mb,
     log:
         "logs/evaluate/{model}/{facts}/base.log",
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
-        " --device {params.device} --edited {input.edited} --control {input.control}"
+        " --device {params.device} --mem-mb {resources.mem_mb} --edited {input.edited} --control {input.control}"
         " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
 
 
@@ -36,11 +38,13 @@ rule evaluate_edited:
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
     threads: 1
+    resources:
+        mem_mb=job_mem_mb,
     log:
         "logs/evaluate/{model}/{facts}/edited/{editor}/k{k}.log",
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
-        " --device {params.device} --edit {input.edit} --edited {input.edited} --control {input.control}"
+        " --device {params.device} --mem-mb {resources.mem_mb} --edit {input.edit} --edited {input.edited} --control {input.control}"
         " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
 
 
@@ -57,9 +61,11 @@ rule evaluate_finetuned:
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
     threads: 1
+    resources:
+        mem_mb=job_mem_mb,
     log:
         "logs/evaluate/{model}/{facts}/finetuned/{editor}/{remedy}/{task}/s{seed}.log",
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
-        " --device {params.device} --edited {input.edited} --control {input.control}"
+        " --device {params.device} --mem-mb {resources.mem_mb} --edited {input.edited} --control {input.control}"
         " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"

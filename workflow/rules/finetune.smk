@@ -51,11 +51,13 @@ rule finetune:
         device=config["device"],
         batch_size=config["evaluate"]["batch_size"],
     threads: 1
+    resources:
+        mem_mb=job_mem_mb,
     log:
         "logs/finetune/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}.log",
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention finetune --model {input.model}"
-        " --device {params.device} --edit {input.edit} --task-type {params.task_type}"
+        " --device {params.device} --mem-mb {resources.mem_mb} --edit {input.edit} --task-type {params.task_type}"
         " --train {input.train} --eval {input.eval}"
         " --params {params.task:q} --method {params.method:q} --freeze {params.freeze} --seed {wildcards.seed}"
         " --out-model {output.model} --out-metrics {output.metrics} --out-steps {output.steps}"
