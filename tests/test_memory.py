@@ -235,3 +235,12 @@ def test_cli_takes_auto_and_the_job_memory(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(args + ["--batch-size", "lots"])
     assert 'a batch size must be an integer >= 1 or "auto", got \'lots\'' in capsys.readouterr().err
+
+
+def test_auto_inference_batches_stop_where_speed_stops(tiny_model):
+    """On CPU a scoring pass past 32 items only adds padding (the measurement behind
+    INFERENCE_CAP); training micro-batches are capped by the optimiser batch alone."""
+    model, _ = tiny_model
+    assert memory.auto_batch_size(model, per_item=1, cap=1000, where="t", inference=True) == 32
+    assert memory.auto_batch_size(model, per_item=1, cap=1000, where="t") == 1000
+    assert memory.auto_batch_size(model, per_item=1, cap=12, where="t", inference=True) == 12

@@ -205,7 +205,7 @@ def _auto_size(model, encoded, n_items: int) -> int:
     longest = max(len(p) + max(len(t), len(a)) for p, t, a in encoded)
     scored = 2 * max(max(len(t), len(a)) for _, t, a in encoded)
     per_item = 2 * sequence_bytes(model.config, longest, train=False, logit_positions=scored)
-    return auto_batch_size(model, per_item, cap=min(n_items, 1024), where="scoring")
+    return auto_batch_size(model, per_item, cap=n_items, where="scoring", inference=True)
 
 
 def score_items(model, tok, items: list[dict], batch_size: int | str = 32, device=None,

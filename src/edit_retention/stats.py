@@ -66,7 +66,7 @@ def compute_mom2(model, tok, texts: list[str], layers: list[int], max_len: int =
     device = next(model.parameters()).device
     if batch_size == AUTO:
         per_text = sequence_bytes(model.config, max_len, train=False, logit_positions=0, float64_keys=True)
-        batch_size = auto_batch_size(model, per_text, cap=min(len(texts), 1024), where="stats")
+        batch_size = auto_batch_size(model, per_text, cap=len(texts), where="stats", inference=True)
     sums: dict[int, torch.Tensor] = {}
     covered = dict.fromkeys(layers, 0)      # texts already in each layer's sum
     span: dict[str, int] = {}
