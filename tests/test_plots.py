@@ -61,3 +61,21 @@ def test_data_figures_have_data_and_absent_cells_say_not_in_this_grid(tables):
     no_traits = cells.assign(paraphrase_k=float("nan"))
     assert "not in this grid" in _texts(build("retention_by_editor", no_traits))
     assert "not in this grid" in _texts(build("retention_by_editor", cells.iloc[0:0]))
+
+
+def test_task_score_axis_names_the_tasks_own_metric(tables):
+    """Rows of task_score (a copy of the task's metric, here eval_perplexity) are labelled
+    with that metric, not with "task_score"."""
+    import pandas as pd
+
+    from edit_retention.plots import style
+    cells = tables[0].cells
+    ppl = cells[(cells.knowledge == "task") & (cells.metric == "eval_perplexity")]
+    with_score = pd.concat([cells, ppl.assign(metric="task_score")], ignore_index=True)
+    assert style.score_label(with_score, "task_score") == "eval_perplexity"
+    assert style.score_label(cells, "eval_loss") == "eval_loss"
+    other = pd.concat([cells, ppl.assign(metric="task_score", value=ppl.value + 1)], ignore_index=True)
+    assert style.score_label(other, "task_score") == "task_score"     # no metric it copies
+    fig = build("freezing", with_score)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert "eval_perplexity (mean over seeds)" in labels and not any("task_score" in l for l in labels)

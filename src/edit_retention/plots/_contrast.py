@@ -37,7 +37,8 @@ def build(cells, title: str, trait: str, fixed: dict, what: str):
         sc = sc.assign(group=[label(e, v) for e, v in zip(sc.editor, sc[trait])]).drop_duplicates("group")
         st = style.series_style(1)
         style.bars(ax, groups, [(score_name, st, sc.set_index("group"))], ylim=None, n_label="n_seeds")
-        ax.set_ylabel(f"{score_name} (mean over seeds)", fontsize=style.FONT["label"])
+        here = sub_cells[(sub_cells.model == sub.model.iloc[0]) & (sub_cells.task == sub.task.iloc[0])]
+        ax.set_ylabel(f"{style.score_label(here, score_name)} (mean over seeds)", fontsize=style.FONT["label"])
         ax.set_title(f"{title_}: downstream score", fontsize=style.FONT["title"])
     style.legend(fig, axes)
     return fig

@@ -153,6 +153,23 @@ def task_score(cells: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
     return (rest[0], task[task["metric"] == rest[0]]) if rest else (None, task.iloc[0:0])
 
 
+def score_label(cells: pd.DataFrame, name: str) -> str:
+    """The name to print for score rows ``name``: for ``task_score``, the task's own metric
+    that it copies (eval_perplexity, label_accuracy, exact_match, ...) when one matches."""
+    if name != "task_score":
+        return name
+    task = cells[(cells["knowledge"] == "task") & (cells["phase"] == "finetuned")]
+    keys = ["model", "editor", "task", "remedy"]
+    ref = task[task["metric"] == name].set_index(keys)["value"]
+    for other in dict.fromkeys(task["metric"]):
+        if other in (name, "eval_samples", "eval_loss") or other.endswith("_before"):
+            continue
+        vals = task[task["metric"] == other].set_index(keys)["value"].reindex(ref.index)
+        if len(ref) and bool(np.isclose(vals, ref, equal_nan=False).all()):
+            return other
+    return name
+
+
 def save(fig: Figure, png: str | os.PathLike, pdf: str | os.PathLike) -> list[Path]:
     """Write the figure as PNG and PDF, atomically (PDF without a creation date)."""
     out = []
