@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from tqdm import tqdm
 
+from .config import typed_fields
 from .io import InputError
 from .memory import AUTO, auto_batch_size, parse_batch_size, sequence_bytes, train_state_bytes, with_backoff
 from .models import arch_of, autocast, check_precision, layer_of_param
@@ -72,22 +73,8 @@ class FinetuneArgs:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "finetune") -> "FinetuneArgs":
-        known = {f.name: f for f in fields(cls)}
-        out = {}
-        for k, v in d.items():
-            if k not in known:
-                raise InputError(f"{where}: unknown key {k!r} (known: {', '.join(known)})")
-            if k == "micro_batch_size":
-                out[k] = parse_batch_size(v, f"{where}: key 'micro_batch_size'", zero_ok=True)
-                continue
-            typ = type(getattr(cls(), k))
-            if typ is float and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if not isinstance(v, typ) or isinstance(v, bool):
-                raise InputError(f"{where}: key {k!r} must be {typ.__name__}, got {v!r}")
-            if typ is int and v < 0:
-                raise InputError(f"{where}: key {k!r} must be >= 0, got {v!r}")
-            out[k] = v
+        micro = lambda v: parse_batch_size(v, f"{where}: key 'micro_batch_size'", zero_ok=True)  # noqa: E731
+        out = typed_fields(cls, d, where, parsers={"micro_batch_size": micro}, non_negative=True)
         check_precision(out.get("precision", "fp32"), where)
         return cls(**out)
 

@@ -23,18 +23,18 @@ import random
 from .io import InputError
 
 
-def _key(template: str) -> str:
+def template_key(template: str) -> str:
     """Comparison key: lower case, whitespace runs collapsed."""
     return " ".join(template.split()).lower()
 
 
 def distinct_paraphrases(record: dict) -> list[str]:
     """The record's paraphrase templates without duplicates and without the main prompt."""
-    seen = {_key(record["prompt"])}
+    seen = {template_key(record["prompt"])}
     out = []
     for t in record["paraphrase_prompts"]:
-        if _key(t) not in seen:
-            seen.add(_key(t))
+        if template_key(t) not in seen:
+            seen.add(template_key(t))
             out.append(t)
     return out
 

@@ -56,11 +56,12 @@ import hashlib
 import random
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
+from .config import typed_fields
 from .io import InputError
-from .paraphrase import _key, distinct_paraphrases, split_record
+from .paraphrase import distinct_paraphrases, split_record, template_key
 from .records import fill
 
 MODES = ("add", "replace")
@@ -87,17 +88,7 @@ class LMArgs:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "paraphrase.lm") -> "LMArgs":
-        known = {f.name: f.default for f in fields(cls)}
-        out = {}
-        for k, v in d.items():
-            if k not in known:
-                raise InputError(f"{where}: unknown key {k!r} (known: {', '.join(known)})")
-            typ = type(known[k])
-            if typ is float and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if not isinstance(v, typ) or isinstance(v, bool):
-                raise InputError(f"{where}: key {k!r} must be {typ.__name__}, got {v!r}")
-            out[k] = v
+        out = typed_fields(cls, d, where)
         args = cls(**out)
         args.check(where)
         return args
@@ -213,7 +204,7 @@ def filter_candidates(candidates: Sequence[tuple[str, bool]], record: dict) -> t
     """Templates kept from ``(text, truncated)`` candidates of one record, in order, and the
     count of each outcome ("kept" and the rejection reasons)."""
     counts: Counter = Counter()
-    seen = {_key(record["prompt"])}
+    seen = {template_key(record["prompt"])}
     kept = []
     objects = (record["target_true"], record["target_new"])
     own = (record["subject"] + " " + record["prompt"]).lower()
@@ -228,10 +219,10 @@ def filter_candidates(candidates: Sequence[tuple[str, bool]], record: dict) -> t
             continue
         template, reason = to_template(cand, record["subject"], objects)
         if template is not None:
-            k = _key(template)
-            if k.startswith(_key(record["prompt"]) + " "):
+            k = template_key(template)
+            if k.startswith(template_key(record["prompt"]) + " "):
                 reason = "extends_prompt"
-            elif k == _key(record["prompt"]):
+            elif k == template_key(record["prompt"]):
                 reason = "same_as_prompt"
             elif k in seen:
                 reason = "duplicate"
@@ -253,8 +244,8 @@ def _dedupe(templates: Sequence[str], exclude: set[str]) -> list[str]:
     """Templates whose key is not in ``exclude`` and does not repeat an earlier one."""
     seen, out = set(exclude), []
     for t in templates:
-        if _key(t) not in seen:
-            seen.add(_key(t))
+        if template_key(t) not in seen:
+            seen.add(template_key(t))
             out.append(t)
     return out
 
@@ -268,10 +259,10 @@ def merge_split(record: dict, generated: Sequence[str], n_eval: int, seed: int =
     if mode not in MODES or evaluate_from not in EVALUATE_FROM:
         raise InputError(f"paraphrases: mode {mode!r} / evaluate_from {evaluate_from!r} unknown "
                          f"(modes: {', '.join(MODES)}; evaluate_from: {', '.join(EVALUATE_FROM)})")
-    exclude = {_key(record["prompt"])}
+    exclude = {template_key(record["prompt"])}
     if evaluate_from == "templates":
         split = split_record(record, n_eval, seed)
-        exclude |= {_key(t) for t in split["evaluate"] + (split["augment"] if mode == "add" else [])}
+        exclude |= {template_key(t) for t in split["evaluate"] + (split["augment"] if mode == "add" else [])}
         gen = _dedupe(generated, exclude)
         if mode == "add":
             split["augment"] = split["augment"] + gen
@@ -280,7 +271,7 @@ def merge_split(record: dict, generated: Sequence[str], n_eval: int, seed: int =
             split["augment"] = gen
         return split, gen
     hand = distinct_paraphrases(record) if mode == "add" else []
-    gen = _dedupe(generated, exclude | {_key(t) for t in hand})
+    gen = _dedupe(generated, exclude | {template_key(t) for t in hand})
     if len(hand) + len(gen) < n_eval:
         what = "hand-written and generated" if mode == "add" else "generated (mode replace)"
         raise InputError(f"paraphrases: case_id {cid!r}: {len(hand) + len(gen)} distinct {what} paraphrases, "

@@ -46,7 +46,7 @@ def code(*parts):
 CODE_MODEL = code("models.py", "io.py", "memory.py")
 CODE_EDIT = CODE_MODEL + code("editors", "hparams", "stats.py", "records.py")
 CODE_TASKS = CODE_MODEL + code("tasks", "corpus.py", "records.py")
-CODE_FINETUNE = CODE_MODEL + code("finetune.py", "single.py", "evaluate.py", "tasks")
+CODE_FINETUNE = CODE_MODEL + code("finetune.py", "config.py", "single.py", "evaluate.py", "tasks")
 CODE_EVALUATE = CODE_MODEL + code("evaluate.py", "single.py", "records.py")
 
 
@@ -351,7 +351,7 @@ def paraphrase_lm():
 
 def paraphrase_code(wildcards):
     """The template generator reads paraphrase.py only; the lm one loads a model too."""
-    return code("paraphrase.py") + (CODE_MODEL + code("paraphrase_lm.py", "records.py") if paraphrase_lm() else [])
+    return code("paraphrase.py") + (CODE_MODEL + code("paraphrase_lm.py", "config.py", "records.py") if paraphrase_lm() else [])
 
 
 def paraphrase_model(wildcards):
