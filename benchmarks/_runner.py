@@ -27,3 +27,42 @@ def run_rows(script: str, runs: dict[str, list[str]], cols: list[str]) -> list[d
     for row in rows:
         print(" | ".join(str(row[c]) for c in cols))
     return rows
+
+
+# Architectures a benchmark can build with random weights (--model random:NAME): the same
+# shapes, so the same cost per token, without fetching or carrying any weights. The
+# tokenizer comes from a prepared model folder (--model random:NAME@DIR; default the
+# default study's). Edit success and scores mean nothing on random weights; speed and
+# memory do.
+RANDOM_ARCHS = {
+    "smollm2-135m": ("llama", {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                               "num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": True}),
+    "gpt2-xl": ("gpt2", {"n_embd": 1600, "n_layer": 48, "n_head": 25, "n_positions": 1024}),
+    "llama3-8b": ("llama", {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                            "num_attention_heads": 32, "num_key_value_heads": 8, "rope_theta": 500000.0}),
+}
+DEFAULT_TOKENIZER = "data/models/smollm2-135m/base"
+
+
+def load(spec: str, device: str = "cpu"):
+    """(model, tokenizer) from a prepared model folder, or random weights of ``random:NAME[@DIR]``."""
+    from edit_retention.models import load_model
+    if not spec.startswith("random:"):
+        return load_model(spec, device=device)
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    name, _, tok_dir = spec[len("random:"):].partition("@")
+    if name not in RANDOM_ARCHS:
+        raise SystemExit(f"--model random:{name}: unknown architecture (known: {', '.join(RANDOM_ARCHS)})")
+    arch, cfg = RANDOM_ARCHS[name]
+    tok = AutoTokenizer.from_pretrained(tok_dir or DEFAULT_TOKENIZER)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    config = AutoConfig.for_model(arch, vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **cfg)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.eval(), tok

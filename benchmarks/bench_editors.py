@@ -17,6 +17,8 @@ Usage::
         --editors rome ft_l --n 16 --stats-text /work/shared/datasets/text/wikitext2_valid.txt
     python benchmarks/bench_editors.py --model /tmp/m/base --editors memit alphaedit \
         --layer-sets 3-7 4-8 --hparams-set smollm2-135m
+    python benchmarks/bench_editors.py --model random:llama3-8b --device cuda --editors memit \
+        --layer-sets 4-8 --hparams-set llama3-8b --n 1000      # speed only: random weights
 """
 from __future__ import annotations
 
@@ -27,10 +29,10 @@ import time
 from pathlib import Path
 
 import torch
+from _runner import load
 
 from edit_retention.editors import deltas_applied, get_editor, make_hparams
 from edit_retention.editors.base import encode_row, pad_rows, row_target_logprob
-from edit_retention.models import load_model
 from edit_retention.stats import compute_mom2, load_stats, save_stats
 
 FACTS = [  # subject, true, new
@@ -49,8 +51,12 @@ HELD_OUT = ["{}'s capital city is", "The capital city of {} is"]
 
 
 def requests(n: int) -> list[dict]:
+    """The 16 capitals, then (for speed at larger n: 100, 1,000 edits) made-up regions
+    "Province <i> of <country>" with the same targets."""
+    facts = [(s if i < len(FACTS) else f"Province {i // len(FACTS)} of {s}", t, o)
+             for i, (s, t, o) in ((i, FACTS[i % len(FACTS)]) for i in range(n))]
     return [{"case_id": f"cap{i}", "subject": s, "prompt": PROMPT, "target_true": t, "target_new": o,
-             "aug_prompts": []} for i, (s, t, o) in enumerate(FACTS[:n])]
+             "aug_prompts": []} for i, (s, t, o) in enumerate(facts)]
 
 
 @torch.no_grad()
@@ -112,7 +118,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the table rows here")
     args = ap.parse_args()
 
-    model, tok = load_model(args.model, device=args.device)
+    model, tok = load(args.model, args.device)
     reqs = requests(args.n)
     sets = [parse_layer_set(x) for x in args.layer_sets] if args.layer_sets else [[l] for l in args.layers]
     runs = []  # (editor, layer key of its hparams)
@@ -127,7 +133,12 @@ def main() -> None:
         missing = [l for l in need if l not in stats]
         if missing:
             t0 = time.perf_counter()
-            texts = wikitext_passages(args.stats_text, args.stats_passages)
+            if Path(args.stats_text).exists():
+                texts = wikitext_passages(args.stats_text, args.stats_passages)
+            else:   # a machine without the shared data sets: the offline default corpus
+                from edit_retention.corpus import build_corpus
+                texts = build_corpus({"type": "python_docs"}, [], n_train=args.stats_passages, n_eval=1,
+                                     seed=0)["train"]
             new = compute_mom2(model, tok, texts, sorted(set(missing) | set(stats)), max_len=128, batch_size=8)
             print(f"mom2 for layers {sorted(new)}: {new.tokens} tokens in {time.perf_counter() - t0:.1f}s")
             save_stats(cache, new, {"corpus": args.stats_text, "passages": len(texts)})

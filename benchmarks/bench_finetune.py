@@ -26,7 +26,7 @@ import argparse
 import json
 import time
 
-from _runner import rss_mb, run_rows
+from _runner import load, rss_mb, run_rows
 
 CONFIGS = {
     "full": {"method": "full", "freeze": "none"},
@@ -42,12 +42,12 @@ def run_one(a) -> dict:
 
     from edit_retention.corpus import build_corpus
     from edit_retention.finetune import FinetuneArgs, MethodSpec, finetune, resolve_freeze
-    from edit_retention.models import load_model, num_layers
+    from edit_retention.models import num_layers
 
     torch.set_num_threads(a.threads)
     cfg = CONFIGS[a.one]
     texts = build_corpus({"type": "python_docs"}, [], n_train=400, n_eval=10, seed=0)
-    model, tok = load_model(a.model, device=a.device)
+    model, tok = load(a.model, a.device)
     rss_loaded = rss_mb()
     frozen, non_layer = resolve_freeze(cfg["freeze"], [a.edited_layer], num_layers(model))
     args = FinetuneArgs(steps=a.steps, lr=5e-5, batch_size=a.batch_size, seq_len=a.seq_len, warmup_steps=1,

@@ -22,7 +22,7 @@ import argparse
 import json
 import time
 
-from _runner import rss_mb, run_rows
+from _runner import load, rss_mb, run_rows
 
 
 def current_rss_mb() -> float:
@@ -37,12 +37,11 @@ def run_one(a) -> dict:
     from edit_retention import memory
     from edit_retention.corpus import build_corpus
     from edit_retention.finetune import FinetuneArgs, finetune
-    from edit_retention.models import load_model
 
     torch.set_num_threads(a.threads)
     texts = build_corpus({"type": "python_docs"}, [], n_train=200, n_eval=10, seed=0)
     base = current_rss_mb()
-    model, tok = load_model(a.model, device=a.device)
+    model, tok = load(a.model, a.device)
     args = FinetuneArgs(steps=a.steps, lr=5e-5, batch_size=a.batch_size, micro_batch_size=a.one, seq_len=a.seq_len,
                         warmup_steps=1, eval_blocks=1, precision=a.precision)
     estimate = (memory.train_state_bytes(model, a.precision)
@@ -62,8 +61,7 @@ def run_one(a) -> dict:
 def picks(a) -> dict:
     """The micro-batch "auto" chooses for each reservation."""
     from edit_retention import memory
-    from edit_retention.models import load_model
-    model, _ = load_model(a.model, device=a.device)
+    model, _ = load(a.model, a.device)
     state = memory.train_state_bytes(model, a.precision)
     per = memory.sequence_bytes(model.config, a.seq_len, train=True, precision=a.precision)
     return {mb: memory.pick_batch_size(memory.budget_bytes(a.device, mb), state, per, a.batch_size)

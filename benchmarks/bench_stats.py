@@ -17,19 +17,18 @@ import argparse
 import json
 import time
 
-from _runner import rss_mb, run_rows
+from _runner import load, rss_mb, run_rows
 
 
 def run_one(a) -> dict:
     import torch
 
     from edit_retention.io import read_jsonl
-    from edit_retention.models import load_model
     from edit_retention.stats import compute_mom2
 
     torch.set_num_threads(a.threads)
     texts = [r["text"] for r in read_jsonl(a.corpus)][: a.n_samples]
-    model, tok = load_model(a.model, device=a.device)
+    model, tok = load(a.model, a.device)
     loaded = rss_mb()
     layers = [int(x) for x in a.one.split(",")]
     t0 = time.time()
