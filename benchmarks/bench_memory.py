@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from _runner import load, rss_mb, run_rows
@@ -27,7 +28,6 @@ from _runner import load, rss_mb, run_rows
 
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as f:
-        import os
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
@@ -44,8 +44,9 @@ def run_one(a) -> dict:
     model, tok = load(a.model, a.device)
     args = FinetuneArgs(steps=a.steps, lr=5e-5, batch_size=a.batch_size, micro_batch_size=a.one, seq_len=a.seq_len,
                         warmup_steps=1, eval_blocks=1, precision=a.precision)
-    estimate = (memory.train_state_bytes(model, a.precision)
-                + a.one * memory.sequence_bytes(model.config, a.seq_len, train=True, precision=a.precision))
+    state = memory.train_state_bytes(model, a.precision)
+    per_item = memory.sequence_bytes(model.config, a.seq_len, train=True, precision=a.precision)
+    estimate = state + a.one * per_item
     cuda = a.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -55,17 +56,14 @@ def run_one(a) -> dict:
     return {"micro": a.one, "batch_size": a.batch_size, "seq_len": a.seq_len, "precision": a.precision,
             "device": a.device, "estimate_mb": round(estimate / 2**20), "measured_mb": round(measured),
             "ratio": round(estimate / 2**20 / measured, 2), "s_per_step": round(log["train_seconds"] / a.steps, 2),
-            "wall_s": round(time.time() - t0, 1)}
+            "wall_s": round(time.time() - t0, 1), "state_bytes": state, "per_item_bytes": per_item}
 
 
-def picks(a) -> dict:
-    """The micro-batch "auto" chooses for each reservation."""
+def picks(a, row: dict) -> dict:
+    """The micro-batch "auto" chooses for each reservation (from a run's own estimate)."""
     from edit_retention import memory
-    model, _ = load(a.model, a.device)
-    state = memory.train_state_bytes(model, a.precision)
-    per = memory.sequence_bytes(model.config, a.seq_len, train=True, precision=a.precision)
-    return {mb: memory.pick_batch_size(memory.budget_bytes(a.device, mb), state, per, a.batch_size)
-            for mb in a.mem_mb}
+    return {mb: memory.pick_batch_size(memory.budget_bytes(a.device, mb), row["state_bytes"],
+                                       row["per_item_bytes"], a.batch_size) for mb in a.mem_mb}
 
 
 def main() -> None:
@@ -90,7 +88,7 @@ def main() -> None:
                                               "--threads", str(a.threads), "--device", a.device,
                                               "--precision", a.precision] for m in a.micro},
                     ["micro", "estimate_mb", "measured_mb", "ratio", "s_per_step"])
-    chosen = picks(a)
+    chosen = picks(a, rows[0])
     print("auto micro-batch per --mem-mb: " + ", ".join(f"{k} MB -> {v}" for k, v in chosen.items()))
     if a.json:
         with open(a.json, "w") as f:

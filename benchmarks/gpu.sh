@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 step memory 120 $PY benchmarks/bench_memory.py --model "random:smollm2-135m@$TOK" --device cuda \
     --batch-size 32 --seq-len 256 --micro 4 8 16 32 --steps 3 --json "$OUT/memory.json"
 # fine-tuning tokens/s: the default model (full, LoRA) and Llama-3-8B (LoRA; its full
-# fine-tuning needs ~130 GB of float32 weights, gradients and AdamW state)
+# fine-tuning needs ~133 GB of float32 weights, gradients and AdamW state)
 step finetune_small 120 $PY benchmarks/bench_finetune.py --model "random:smollm2-135m@$TOK" --device cuda \
     --configs full lora --precision bf16 --steps 20 --batch-size 16 --seq-len 256 --json "$OUT/finetune_small.json"
 step finetune_8b 180 $PY benchmarks/bench_finetune.py --model "random:llama3-8b@$TOK" --device cuda \

@@ -81,9 +81,12 @@ def test_backoff_halves_until_it_fits_and_reraises_other_errors():
     assert calls == [16, 8, 4, 2] and retries == [8, 4, 2]
 
     def cpu_oom(n):
+        calls.append(n)
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+    calls.clear()
     with pytest.raises(RuntimeError, match="can't allocate"):
-        memory.with_backoff(cpu_oom, 4, "t")       # 4, 2, 1, then the error itself
+        memory.with_backoff(cpu_oom, 4, "t")
+    assert calls == [4, 2, 1]                      # then the error itself
 
     def broken(n):
         calls.append(n)
@@ -155,6 +158,20 @@ def test_auto_micro_batch_follows_the_job_memory(tiny_model_dir):
     assert FinetuneArgs.from_dict({"micro_batch_size": "auto"}).micro_batch_size == "auto"
     with pytest.raises(InputError, match="tasks.t.params: key 'micro_batch_size'.*\"auto\", got 'half'"):
         FinetuneArgs.from_dict({"micro_batch_size": "half"}, where="tasks.t.params")
+
+
+def test_backoff_chunks_cover_every_item_once_and_keep_the_smaller_size():
+    seen = []
+
+    def fn(start, n):
+        if n > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        seen.extend(range(start, start + n))
+        return n
+    chunks = [(s, n) for s, n, _ in memory.backoff_chunks(10, 8, fn, "t")]
+    assert chunks == [(0, 2), (2, 2), (4, 2), (6, 2), (8, 2)]     # 8 and 4 fail, 2 from then on
+    assert seen == list(range(10))
+    assert [(s, n) for s, n, _ in memory.backoff_chunks(5, 3, fn, "t")] == [(0, 3), (3, 2)]
 
 
 def _items():

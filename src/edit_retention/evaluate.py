@@ -45,7 +45,7 @@ import torch
 from tqdm import tqdm
 
 from .io import InputError
-from .memory import AUTO, auto_batch_size, sequence_bytes, with_backoff
+from .memory import AUTO, auto_batch_size, backoff_chunks, sequence_bytes
 from .records import fill
 
 KINDS = ("rewrite", "paraphrase", "neighborhood")
@@ -214,9 +214,9 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
 
     ``batch_size`` counts items per forward pass ("auto": as many as the job's memory
     holds, memory.py; a pass that runs out of memory is redone at half the size); each
-    item contributes two sequences (prompt + target, prompt + alt) to the same batch.  Items are batched in order of
-    length to limit padding; results come back in input order and equal scoring one by
-    one up to float rounding.  The model is put in eval mode while scoring and its
+    item contributes two sequences (prompt + target, prompt + alt) to the same batch.
+    Items are batched in order of length to limit padding; results come back in input
+    order and equal scoring one by one up to float rounding.  The model is put in eval mode while scoring and its
     previous mode restored.  ``device`` defaults to the model's device.
     """
     if batch_size != AUTO and batch_size < 1:
@@ -230,7 +230,8 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
     pad_id = _pad_id(tok)
     results: list[dict | None] = [None] * len(items)
 
-    def score_chunk(chunk: list[int]) -> list[dict]:
+    def score_chunk(start: int, n: int) -> list[dict]:
+        chunk = order[start: start + n]
         seqs = [(encoded[i][0], encoded[i][k]) for i in chunk for k in (1, 2)]
         scored = _score_batch(model, seqs, pad_id, device)
         return [_row(items[i], scored[2 * j], scored[2 * j + 1]) for j, i in enumerate(chunk)]
@@ -240,13 +241,10 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
     try:
         with torch.inference_mode(), tqdm(total=len(items), desc="scoring", unit="item",
                                           disable=not progress, leave=False) as bar:
-            start = 0
-            while start < len(order):
-                rows, size = with_backoff(lambda n: score_chunk(order[start: start + n]), size, where="scoring")
-                for i, row in zip(order[start: start + size], rows):
+            for start, n, rows in backoff_chunks(len(order), size, score_chunk, where="scoring"):
+                for i, row in zip(order[start: start + n], rows):
                     results[i] = row
-                start += size
-                bar.update(len(rows))
+                bar.update(n)
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]

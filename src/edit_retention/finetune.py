@@ -233,8 +233,7 @@ def _accumulate(net, train: dict, idx, micro: int, dev, precision: str) -> tuple
             continue
         with autocast(precision, dev):
             loss = net(**mb).loss
-        if micro < len(idx):
-            loss = loss * (share / n_pred)
+        loss = loss * (share / n_pred)       # with one pass a factor of exactly 1
         loss.backward()
         total += loss.item()
         n_tok += int(mb["attention_mask"].sum())

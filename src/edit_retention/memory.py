@@ -6,7 +6,7 @@ error halves it and repeats the same batch (nothing is lost, nothing is skipped)
 
     size = pick_batch_size(budget_bytes(device, mem_mb), fixed=model_bytes(model),
                            per_item=sequence_bytes(model.config, 64, train=False), cap=256)
-    rows = with_backoff(lambda n: score(chunk, n), size, where="evaluate")
+    for start, n, rows in backoff_chunks(len(items), size, score_chunk, where="scoring"): ...
 
 The budget (``budget_bytes``): on CUDA, the GPU's total memory (one job per GPU, as the
 gpu profile schedules them); on CPU, the memory Snakemake or SLURM reserved for the job
@@ -92,7 +92,7 @@ _JOB_MEM_MB = 0   # set once per process by the CLI's --mem-mb (the job's reserv
 def set_job_memory(mem_mb: int) -> None:
     """The memory (MB) this job was given: Snakemake's or SLURM's ``resources.mem_mb``."""
     global _JOB_MEM_MB
-    if mem_mb is None or mem_mb < 0:
+    if mem_mb < 0:
         raise InputError(f"--mem-mb must be >= 0 (0 = the machine's memory), got {mem_mb!r}")
     _JOB_MEM_MB = int(mem_mb)
 
@@ -105,7 +105,7 @@ def budget_bytes(device, mem_mb: int | None = None, fraction: float = FRACTION) 
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
     else:
-        total = min(mem_mb * 2**20, host_memory()) if mem_mb and mem_mb > 0 else host_memory()
+        total = min(mem_mb * 2**20, host_memory()) if mem_mb else host_memory()
     return int(total * fraction)
 
 
@@ -214,3 +214,15 @@ def with_backoff(fn, size: int, where: str, on_retry=None):
         log.warning("%s: out of memory, retrying with batch size %d", where, size)
         if on_retry is not None:
             on_retry(size)
+
+
+def backoff_chunks(n_items: int, size: int, fn, where: str):
+    """Run ``fn(start, n)`` over items 0..n_items-1 in consecutive chunks of ``size``,
+    halving the size for the rest of the run after an out-of-memory error (``with_backoff``).
+    Yields (start, n, result) per chunk that ran."""
+    start = 0
+    while start < n_items:
+        result, n = with_backoff(lambda m: fn(start, m), min(size, n_items - start), where)
+        yield start, n, result
+        size = n
+        start += n

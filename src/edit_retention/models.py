@@ -12,7 +12,6 @@ is inferred from a model's name. Model sources (``prepare_model``):
 from __future__ import annotations
 
 import contextlib
-
 import importlib.metadata as md
 import os
 from dataclasses import dataclass

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .io import InputError, atomic_path
-from .memory import AUTO, auto_batch_size, sequence_bytes, with_backoff
+from .memory import AUTO, auto_batch_size, backoff_chunks, sequence_bytes
 from .models import arch_of, check_layers, get_module
 
 
@@ -69,46 +69,39 @@ def compute_mom2(model, tok, texts: list[str], layers: list[int], max_len: int =
         batch_size = auto_batch_size(model, per_text, cap=len(texts), where="stats", inference=True)
     sums: dict[int, torch.Tensor] = {}
     covered = dict.fromkeys(layers, 0)      # texts already in each layer's sum
-    span: dict[str, int] = {}
+    batch: dict = {}                        # the running batch: its end (a text index) and token mask
 
     def make_hook(layer: int):
         def hook(_module, inputs):
             # A batch redone after running out of memory skips the layers it already reached.
-            if covered[layer] < span["end"]:
+            if covered[layer] < batch["end"]:
                 k = inputs[0]
-                k = k.reshape(-1, k.shape[-1])[span_mask["mask"]].to(torch.float64)
+                k = k.reshape(-1, k.shape[-1])[batch["mask"]].to(torch.float64)
                 if layer not in sums:
                     sums[layer] = torch.zeros(k.shape[1], k.shape[1], dtype=torch.float64, device=device)
                 sums[layer].addmm_(k.T, k)
-                covered[layer] = span["end"]
+                covered[layer] = batch["end"]
             if layer == layers[-1]:
                 raise _StopForward
         return hook
 
-    span_mask: dict[str, torch.Tensor] = {}
-
     def run(start: int, n: int) -> int:
         enc = tok(texts[start:start + n], return_tensors="pt", padding=True,
                   truncation=True, max_length=max_len).to(device)
-        span_mask["mask"] = enc["attention_mask"].reshape(-1).bool()
-        span["end"] = start + n
+        batch.update(end=start + n, mask=enc["attention_mask"].reshape(-1).bool())
         try:
             model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], use_cache=False)
         except _StopForward:
             pass
-        return int(span_mask["mask"].sum())
+        return int(batch["mask"].sum())
 
     handles = [get_module(model, arch.mlp_out.format(l)).register_forward_pre_hook(make_hook(l))
                for l in layers]
-    n_tokens, start = 0, 0
+    n_tokens = 0
     try:
         with tqdm(total=len(texts), desc="mom2", unit="text", disable=not progress) as bar:
-            while start < len(texts):
-                n = min(batch_size, len(texts) - start)
-                tokens, n = with_backoff(lambda m: run(start, m), n, where="stats")
-                batch_size = n
+            for _, n, tokens in backoff_chunks(len(texts), batch_size, run, where="stats"):
                 n_tokens += tokens
-                start += n
                 bar.update(n)
     finally:
         for h in handles:
