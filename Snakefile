@@ -7,15 +7,15 @@
 Wildcards are the study grid: model, facts, corpus, editor, k (augmentation
 paraphrases), remedy, task, seed. Rules are thin: each calls one CLI stage.
 """
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "params.yaml"
 
-
-validate(config, "workflow/schemas/config.schema.yaml")
+# The config is validated (and the schema's defaults filled in) once, by
+# edit_retention.config.check_study in workflow/rules/common.smk.
 
 
 include: "workflow/rules/common.smk"

@@ -41,7 +41,8 @@ def run_one(a) -> dict:
     import torch
 
     from edit_retention.corpus import build_corpus
-    from edit_retention.finetune import FinetuneArgs, MethodSpec, finetune, resolve_freeze
+    from edit_retention.finetune import FinetuneArgs, MethodSpec, finetune
+    from edit_retention.freezing import resolve_freeze
     from edit_retention.models import num_layers
 
     torch.set_num_threads(a.threads)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import pytest
 
 from edit_retention import cli
+from edit_retention.stages import evaluate as evaluate_stage
 
 
 @pytest.mark.parametrize("exc", [MemoryError(), RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")])
 def test_out_of_memory_names_the_setting(monkeypatch, capsys, exc):
     def boom(a):
         raise exc
-    monkeypatch.setattr(cli, "cmd_evaluate", boom)
+    monkeypatch.setattr(evaluate_stage, "run", boom)
     code = cli.main(["evaluate", "--model", "m", "--device", "cuda", "--edited", "e", "--control", "c",
                      "--paraphrases", "p", "--out", "o"])
     err = capsys.readouterr().err
@@ -20,6 +21,6 @@ def test_out_of_memory_names_the_setting(monkeypatch, capsys, exc):
 def test_other_runtime_errors_propagate(monkeypatch):
     def boom(a):
         raise RuntimeError("shape mismatch")
-    monkeypatch.setattr(cli, "cmd_evaluate", boom)
+    monkeypatch.setattr(evaluate_stage, "run", boom)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         cli.main(["evaluate", "--model", "m", "--edited", "e", "--control", "c", "--paraphrases", "p", "--out", "o"])

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import make_record
-from edit_retention.editors import (EditError, apply_deltas, deltas_applied, get_editor, load_edit,
+from editor_contract import assert_same, check_editor_contract, snapshot
+from edit_retention.editors import (EditError, deltas_applied, get_editor, load_edit,
                                     make_hparams, request_from_record, save_edit)
 from edit_retention.editors import rome as rome_mod
 from edit_retention.editors.base import encode_row, pad_rows, row_target_logprob
@@ -52,18 +53,6 @@ def p_new(model, tok, requests):
     ids, mask = pad_rows(rows, tok.pad_token_id, "cpu")
     with torch.no_grad():
         return row_target_logprob(model, ids, mask, rows)[0].exp()
-
-
-def snapshot(model):
-    return ({n: p.detach().clone() for n, p in model.state_dict().items()},
-            {n: p.requires_grad for n, p in model.named_parameters()}, model.training)
-
-
-def assert_same(model, snap):
-    state, flags, training = snap
-    assert all(torch.equal(state[n], p) for n, p in model.state_dict().items())
-    assert flags == {n: p.requires_grad for n, p in model.named_parameters()}
-    assert model.training == training
 
 
 def test_registry_and_hparams():
@@ -163,24 +152,9 @@ def test_subject_position():
 @pytest.mark.parametrize("name", ["rome", "ft_l"])
 def test_model_unchanged_and_deltas_reversible(tiny_model, stats, name):
     model, tok = tiny_model
-    model.train()
-    next(model.parameters()).requires_grad_(False)
-    snap = snapshot(model)
     hp = make_hparams(name, {**ROME_HP, "v_steps": 4, "n_prefixes": 2} if name == "rome"
                       else {"layers": [1, 2], "steps": 4})
-    res = get_editor(name).edit(model, tok, reqs(2), hp, stats)
-    assert_same(model, snap)
-    assert all(d.dtype == torch.float32 for d in res.deltas.values())
-    assert sorted(res.deltas) == sorted(res.log["edited_params"])
-    apply_deltas(model, res.deltas)
-    assert not all(torch.equal(snap[0][n], p) for n, p in model.state_dict().items())
-    apply_deltas(model, res.deltas, sign=-1.0)
-    for n, p in model.state_dict().items():
-        torch.testing.assert_close(p, snap[0][n], rtol=0, atol=1e-6)
-    model.load_state_dict(snap[0])
-    with deltas_applied(model, res.deltas):
-        pass
-    assert_same(model, snap)
+    check_editor_contract(model, tok, name, hp, reqs(2), stats)
 
 
 def test_rome_identity_stats_warns(tiny_model, stats, caplog):

@@ -8,13 +8,16 @@ import random
 import pytest
 import torch
 
+from editor_contract import assert_same, check_editor_contract, snapshot
 from conftest import make_record
-from edit_retention.editors import (EditError, apply_deltas, deltas_applied, edited_layers, get_editor,
+from edit_retention.editors import (EditError, deltas_applied, edited_layers, get_editor,
                                     hparams_sets, make_hparams, request_from_record)
 from edit_retention.editors import mend as mend_mod
 from edit_retention.editors.base import encode_row, pad_rows, row_target_logprob
 from edit_retention.io import InputError
-from edit_retention.mend_train import evaluate_hypernet, load_hypernet, save_hypernet, train_mend
+from edit_retention.editors import mend_net
+from edit_retention.editors.mend_net import load_hypernet, save_hypernet
+from edit_retention.editors.mend_train import evaluate_hypernet, train_mend
 from edit_retention.models import load_model, num_layers
 
 SETS = {"smollm2-135m", "tiny", "gpt2-xl", "gpt-j-6b", "llama3-8b"}
@@ -39,40 +42,6 @@ def logp_new(model, tok, requests):
     ids, mask = pad_rows(rows, tok.pad_token_id, "cpu")
     with torch.no_grad():
         return row_target_logprob(model, ids, mask, rows)[0]
-
-
-def snapshot(model):
-    return ({n: p.detach().clone() for n, p in model.state_dict().items()},
-            {n: p.requires_grad for n, p in model.named_parameters()}, model.training)
-
-
-def assert_same(model, snap):
-    state, flags, training = snap
-    assert all(torch.equal(state[n], p) for n, p in model.state_dict().items())
-    assert flags == {n: p.requires_grad for n, p in model.named_parameters()}
-    assert model.training == training
-
-
-def check_invariant(model, tok, editor, hp, requests):
-    """Edit a model in train mode with one frozen parameter: unchanged after, deltas reversible."""
-    model.train()
-    next(model.parameters()).requires_grad_(False)
-    snap = snapshot(model)
-    res = get_editor(editor).edit(model, tok, requests, hp)
-    assert_same(model, snap)
-    assert all(d.dtype == torch.float32 for d in res.deltas.values())
-    assert sorted(res.deltas) == sorted(res.log["edited_params"])
-    apply_deltas(model, res.deltas)
-    assert not all(torch.equal(snap[0][n], p) for n, p in model.state_dict().items())
-    apply_deltas(model, res.deltas, sign=-1.0)
-    for n, p in model.state_dict().items():
-        torch.testing.assert_close(p, snap[0][n], rtol=0, atol=1e-6)
-    model.load_state_dict(snap[0])
-    with deltas_applied(model, res.deltas):
-        pass
-    assert_same(model, snap)
-    model.eval()
-    return res
 
 
 # ------------------------------------------------------------------------------------- FT
@@ -130,7 +99,7 @@ def test_ft_raises_target_and_is_unbounded(tiny_model):
 
 def test_ft_invariant_and_errors(tiny_model):
     model, tok = tiny_model
-    check_invariant(model, tok, "ft", make_hparams("ft", {"layers": [1, 2], "steps": 4}), reqs(2))
+    check_editor_contract(model, tok, "ft", make_hparams("ft", {"layers": [1, 2], "steps": 4}), reqs(2))
     with pytest.raises(InputError, match="ft hparams 'layers': layer 7 is outside"):
         get_editor("ft").edit(model, tok, reqs(1), make_hparams("ft", {"layers": [7]}))
     with pytest.raises(InputError, match="ft: request 0 .*'prompt'"):
@@ -246,7 +215,7 @@ def test_mend_invariant_and_log(mend_setup, tiny_model):
     model, tok = tiny_model
     sharpen(model)
     path = mend_setup["trained"][2]
-    res = check_invariant(model, tok, "mend", mend_hp(path), reqs(2, aug=True))
+    res = check_editor_contract(model, tok, "mend", mend_hp(path), reqs(2, aug=True))
     mlp = [f"model.layers.{l}.mlp.{w}_proj.weight" for l in (1, 2, 3) for w in ("gate", "up", "down")]
     assert sorted(res.log["edited_params"]) == sorted(mlp) and res.log["edited_layers"] == [1, 2, 3]
     params = dict(model.named_parameters())
@@ -284,12 +253,12 @@ def test_mend_hypernet_errors(mend_setup, tmp_path):
 
 def test_mend_nan_is_reported_with_cases(mend_setup, monkeypatch):
     model, tok = mend_setup["model"], mend_setup["tok"]
-    real = mend_mod.MendNet.forward
+    real = mend_net.MendNet.forward
 
     def poisoned(self, factors):
         out = real(self, factors)
         return {k: v * float("nan") for k, v in out.items()}
-    monkeypatch.setattr(mend_mod.MendNet, "forward", poisoned)
+    monkeypatch.setattr(mend_net.MendNet, "forward", poisoned)
     snap = snapshot(model)
     with pytest.raises(EditError, match=r"mend: the delta for .* is not finite \(cases \['c0', 'c1'\]\)"):
         get_editor("mend").edit(model, tok, reqs(2), mend_hp(mend_setup["trained"][2]))

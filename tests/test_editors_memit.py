@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edit_retention.editors import (EditError, apply_deltas, deltas_applied, get_editor, hparams_sets,
+from edit_retention.editors import (EditError, deltas_applied, get_editor, hparams_sets,
                                     make_hparams)
 from edit_retention.editors import memit as memit_mod
 from edit_retention.editors import rome as rome_mod
@@ -13,7 +13,8 @@ from edit_retention.editors.memit_math import alphaedit_delta, memit_delta, null
 from edit_retention.io import InputError
 from edit_retention.models import get_module, mlp_out_name
 from edit_retention.stats import compute_mom2
-from test_editors import assert_same, p_new, reqs, sharpen, snapshot, texts
+from editor_contract import assert_same, check_editor_contract, snapshot
+from test_editors import p_new, reqs, sharpen, texts
 
 # Loosened for a random model (as the tiny hparam sets): its hidden states are small and its
 # flat outputs need a large, unclamped target shift; the statistics' eigenvalues are ~1e-5..1e-3.
@@ -176,23 +177,8 @@ def test_alphaedit_sequential_cache(tiny_model, stats):
 @pytest.mark.parametrize("name", ["memit", "alphaedit"])
 def test_model_unchanged_and_deltas_reversible(tiny_model, stats, name):
     model, tok = tiny_model
-    model.train()
-    next(model.parameters()).requires_grad_(False)
-    snap = snapshot(model)
-    res = get_editor(name).edit(model, tok, reqs(2), make_hparams(name, {**HP[name], "v_steps": 3}), stats)
-    assert_same(model, snap)
-    assert all(d.dtype == torch.float32 for d in res.deltas.values())
-    assert sorted(res.deltas) == sorted(res.log["edited_params"])
-    assert res.log["editor"] == name and res.log["n_requests"] == 2 and res.log["seconds"] > 0
-    apply_deltas(model, res.deltas)
-    assert not all(torch.equal(snap[0][n], p) for n, p in model.state_dict().items())
-    apply_deltas(model, res.deltas, sign=-1.0)
-    for n, p in model.state_dict().items():
-        torch.testing.assert_close(p, snap[0][n], rtol=0, atol=1e-5)
-    model.load_state_dict(snap[0])
-    with deltas_applied(model, res.deltas):
-        pass
-    assert_same(model, snap)
+    hp = make_hparams(name, {**HP[name], "v_steps": 3})
+    check_editor_contract(model, tok, name, hp, reqs(2), stats, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["memit", "alphaedit"])

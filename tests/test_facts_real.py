@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edit_retention.config import check_study, resolve_data_root, resolve_source, source_files
+from edit_retention.config import check_study
+from edit_retention.data_root import resolve_data_root, resolve_source, source_files
 from edit_retention.facts import load_facts
 from edit_retention.facts.pararel import pattern_template
 from edit_retention.io import InputError, write_jsonl

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from edit_retention.finetune import FinetuneArgs, finetune, pack_blocks
+from edit_retention.finetune import FinetuneArgs, finetune
+from edit_retention.tasks import pack_blocks
 from edit_retention.io import InputError
 
 TEXTS = [f"Passage number {i} talks about rivers, clocks and the weather in spring." * 3 for i in range(40)]
@@ -64,7 +65,8 @@ def test_args_reject_unknown_key_and_wrong_type():
 
 # ---------------------------------------------------------------- methods, freezing, checkpoints
 
-from edit_retention.finetune import MethodSpec, resolve_freeze  # noqa: E402
+from edit_retention.finetune import MethodSpec  # noqa: E402
+from edit_retention.freezing import resolve_freeze  # noqa: E402
 
 ARGS = dict(steps=3, lr=3e-3, batch_size=4, seq_len=32, warmup_steps=1, eval_blocks=4)
 

@@ -8,8 +8,13 @@ import pandas as pd
 import pytest
 
 from _synth import KEEP, REMEDIES, TASKS, make_grid
-from edit_retention import inference as I
 from edit_retention.summarize import relations_of, summarize_all
+from edit_retention.bootstrap import group_estimate
+from edit_retention.cells import remedy_traits
+from edit_retention.claims import evaluate_claims
+from edit_retention.comparison import CANNOT_TELL, Comparison, NOT_IN_GRID, compare, newcombe_ci, verdict
+from edit_retention.elasticity import elasticity, fit_decay, fit_log_linear
+from edit_retention.phases import phase_order, phase_step
 
 
 def _units(values: dict, seeds=(0,), relation=lambda j: f"P{j % 2}", group=""):
@@ -24,94 +29,94 @@ def _units(values: dict, seeds=(0,), relation=lambda j: f"P{j % 2}", group=""):
 def test_group_estimate_pools_counts_and_is_deterministic():
     u = pd.DataFrame({"case_id": ["a", "b", "c", "a", "b", "c"], "relation": ["r"] * 6, "seed": [0, 0, 0, 1, 1, 1],
                       "num": [1, 1, 0, 1, 0, 0.0], "den": [1.0] * 6})
-    est = I.group_estimate(u, "retention_rewrite", n_boot=200, seed=3, key=("x",))
+    est = group_estimate(u, "retention_rewrite", n_boot=200, seed=3, key=("x",))
     assert est["value"] == pytest.approx(0.5) and est["n"] == 6 and est["n_facts"] == 3 and est["n_seeds"] == 2
     assert est["seed_std"] == pytest.approx(np.std([2 / 3, 1 / 3], ddof=1))
     assert est["ci_low"] <= 0.5 <= est["ci_high"]
-    assert est == I.group_estimate(u, "retention_rewrite", n_boot=200, seed=3, key=("x",))
+    assert est == group_estimate(u, "retention_rewrite", n_boot=200, seed=3, key=("x",))
 
 
 def test_all_equal_outcomes_do_not_give_a_zero_width_interval():
     u = pd.DataFrame({"case_id": list("abcdefghij"), "relation": "r", "seed": 0, "num": 1.0, "den": 1.0})
-    est = I.group_estimate(u, "retention_rewrite", n_boot=100)
+    est = group_estimate(u, "retention_rewrite", n_boot=100)
     assert est["ci_high"] == 1.0 and est["ci_low"] < 0.75      # Wilson for 10/10: [0.72, 1]
 
 
 def test_no_fact_gives_nan_not_zero():
     u = pd.DataFrame({"case_id": ["a"], "relation": ["r"], "seed": [0], "num": [0.0], "den": [0.0]})
-    est = I.group_estimate(u, "retention_rewrite", n_boot=50)
+    est = group_estimate(u, "retention_rewrite", n_boot=50)
     assert math.isnan(est["value"]) and est["n"] == 0 and math.isnan(est["ci_low"])
 
 
 def test_log_metric_is_geometric_mean():
     u = pd.DataFrame({"case_id": ["a", "b"], "relation": "r", "seed": 0, "num": np.log([0.5, 2.0 * 4]), "den": 1.0})
-    est = I.group_estimate(u, "target_prob_ratio", n_boot=50)
+    est = group_estimate(u, "target_prob_ratio", n_boot=50)
     assert est["value"] == pytest.approx(math.sqrt(0.5 * 8))
 
 
 def test_unpaired_stratified_difference_and_permutation_p():
     a = _units({f"e{j}": [j % 4 == 0] for j in range(40)}, group="e")     # edited: 25% kept
     b = _units({f"i{j}": [j % 10 != 0] for j in range(40)}, group="i")    # intrinsic: 90% kept
-    c = I.compare(a, b, paired=False, n_boot=300, n_perm=500, seed=1)
+    c = compare(a, b, paired=False, n_boot=300, n_perm=500, seed=1)
     assert c.effect == pytest.approx(0.65, abs=0.05)
     assert c.ci_low > 0.3 and c.p < 0.01 and (c.n_a, c.n_b) == (40, 40)
-    assert I.verdict(c) == "supports" and I.verdict(c, direction=-1) == "contradicts"
-    same = I.compare(a, a.assign(fact="x" + a.fact), paired=False, n_boot=200, n_perm=300)
-    assert same.effect == pytest.approx(0.0) and same.p > 0.5 and I.verdict(same) == I.CANNOT_TELL
+    assert verdict(c) == "supports" and verdict(c, direction=-1) == "contradicts"
+    same = compare(a, a.assign(fact="x" + a.fact), paired=False, n_boot=200, n_perm=300)
+    assert same.effect == pytest.approx(0.0) and same.p > 0.5 and verdict(same) == CANNOT_TELL
 
 
 def test_stratification_removes_relation_mix():
     # Relation P0 is always kept, P1 never; groups differ only in their relation mix.
     a = _units({f"a{j}": [j < 30] for j in range(40)}, relation=lambda j: "P0" if j < 30 else "P1")
     b = _units({f"b{j}": [j < 10] for j in range(40)}, relation=lambda j: "P0" if j < 10 else "P1")
-    c = I.compare(a, b, paired=False, n_boot=200, n_perm=300)
+    c = compare(a, b, paired=False, n_boot=200, n_perm=300)
     assert c.effect == pytest.approx(0.0)            # the unstratified difference would be -0.5
 
 
 def test_paired_sign_flip_and_dropped_strata():
     before = _units({f"f{j}": [j % 2 == 0] for j in range(30)})
     after = _units({f"f{j}": [True] for j in range(30)})
-    c = I.compare(before, after, paired=True, n_boot=300, n_perm=500)
-    assert c.effect == pytest.approx(0.5) and c.p < 0.01 and I.verdict(c) == "supports"
+    c = compare(before, after, paired=True, n_boot=300, n_perm=500)
+    assert c.effect == pytest.approx(0.5) and c.p < 0.01 and verdict(c) == "supports"
     extra = pd.concat([after, _units({"z": [True]}, relation=lambda j: "P9")])
-    c2 = I.compare(before, extra, paired=True, n_boot=50, n_perm=50)
+    c2 = compare(before, extra, paired=True, n_boot=50, n_perm=50)
     assert c2.dropped_strata == 1 and "left out" in c2.note
 
 
 def test_equivalence_within_margin_contradicts_and_small_n_cannot_tell():
-    big = I.Comparison(0.0, -0.02, 0.03, 0.8, 2000, 2000, 3, 0, "t")
-    assert I.verdict(big) == "contradicts"
-    small = I.Comparison(0.0, -0.3, 0.3, 0.9, 10, 10, 3, 0, "t")
-    assert I.verdict(small) == I.CANNOT_TELL
-    nan = I.Comparison(math.nan, math.nan, math.nan, math.nan, 0, 5, 0, 0, "t")
-    assert I.verdict(nan) == I.CANNOT_TELL
+    big = Comparison(0.0, -0.02, 0.03, 0.8, 2000, 2000, 3, 0, "t")
+    assert verdict(big) == "contradicts"
+    small = Comparison(0.0, -0.3, 0.3, 0.9, 10, 10, 3, 0, "t")
+    assert verdict(small) == CANNOT_TELL
+    nan = Comparison(math.nan, math.nan, math.nan, math.nan, 0, 5, 0, 0, "t")
+    assert verdict(nan) == CANNOT_TELL
 
 
 def test_newcombe_interval_known_value():
-    lo, hi = I.newcombe_ci(56, 70, 48, 80)          # Newcombe (1998) example 1: p1-p2 = 0.2 -> [0.0524, 0.3339]
+    lo, hi = newcombe_ci(56, 70, 48, 80)          # Newcombe (1998) example 1: p1-p2 = 0.2 -> [0.0524, 0.3339]
     assert (-hi, -lo) == pytest.approx((0.0524, 0.3339), abs=2e-3)
 
 
 def test_fits_recover_known_curves():
     t = np.array([0.0, 10, 20, 40, 80])
     y = 0.3 + 0.7 * np.exp(-0.05 * t)
-    r_inf, lam = I.fit_decay(t, y, np.ones_like(t))
+    r_inf, lam = fit_decay(t, y, np.ones_like(t))
     assert r_inf == pytest.approx(0.3, abs=0.01) and lam == pytest.approx(0.05, rel=0.05)
-    a, b = I.fit_log_linear(np.log1p([0, 1, 3, 7]), 0.2 + 0.1 * np.log1p([0, 1, 3, 7]), np.ones(4))
+    a, b = fit_log_linear(np.log1p([0, 1, 3, 7]), 0.2 + 0.1 * np.log1p([0, 1, 3, 7]), np.ones(4))
     assert (a, b) == pytest.approx((0.2, 0.1))
 
 
 def test_phase_order_and_steps():
     phases = ["finetuned", "step-10", "base", "step-2", "edited"]
-    assert sorted(phases, key=I.phase_order) == ["base", "edited", "step-2", "step-10", "finetuned"]
-    assert I.phase_step("step-10") == 10 and I.phase_step("finetuned", 40) == 40 and I.phase_step("edited") == 0
-    assert math.isnan(I.phase_step("base"))
+    assert sorted(phases, key=phase_order) == ["base", "edited", "step-2", "step-10", "finetuned"]
+    assert phase_step("step-10") == 10 and phase_step("finetuned", 40) == 40 and phase_step("edited") == 0
+    assert math.isnan(phase_step("base"))
 
 
 def test_remedy_traits_from_definitions_not_names():
-    t = I.remedy_traits({"anything": {"paraphrase_k": 2, "freeze": "non_edited", "method": {"type": "DoRA"}},
+    t = remedy_traits({"anything": {"paraphrase_k": 2, "freeze": "non_edited", "method": {"type": "DoRA"}},
                          "x": {"paraphrase_k": 0, "freeze": "none"}})
-    assert t["anything"] == {"paraphrase_k": 2, "freeze": "non_edited", "method": "dora", "n_edits": None}
+    assert t["anything"] == {"paraphrase_k": 2, "freeze": "non_edited", "method": "dora"}
     assert t["x"]["method"] == "full"
 
 
@@ -124,34 +129,34 @@ def grid(tmp_path_factory):
 
 
 def test_claims_table_finds_cells_by_definition(grid):
-    claims = I.evaluate_claims(grid.units, grid.cells, n_boot=100, n_perm=200)
+    claims = evaluate_claims(grid.units, grid.cells, n_boot=100, n_perm=200)
     primary = claims[claims.primary].set_index("claim")
     assert list(primary.index) == ["C1", "C2", "C3", "F1", "F2"]
     assert primary.loc["C1", "verdict"] == "supports"          # edited 30% vs intrinsic 90% kept
     assert primary.loc["C2", "contrast"] == "k=3 vs k=0"       # largest k is the primary contrast
     assert primary.loc["F2", "verdict"] == "supports"          # lora keeps 90% vs full 30%
     assert primary.loc["F1", "effect"] > 0 and math.isnan(primary.loc["F1", "p"])
-    assert set(claims.verdict) <= {"supports", "contradicts", I.CANNOT_TELL, I.NOT_IN_GRID}
+    assert set(claims.verdict) <= {"supports", "contradicts", CANNOT_TELL, NOT_IN_GRID}
     # Renaming remedies changes nothing: cells are found by paraphrase_k / freeze / method.
     ren = {"none": "zz", "p3": "aa"}
     u2 = grid.units.assign(remedy=grid.units.remedy.replace(ren))
     c2 = grid.cells.assign(remedy=grid.cells.remedy.replace(ren))
-    again = I.evaluate_claims(u2, c2, n_boot=100, n_perm=200)
+    again = evaluate_claims(u2, c2, n_boot=100, n_perm=200)
     assert list(again[again.primary].verdict) == list(primary.verdict)
 
 
 def test_claims_absent_from_grid(grid):
     keep = grid.cells.remedy.isin(["none"])
-    claims = I.evaluate_claims(grid.units[grid.units.remedy == "none"], grid.cells[keep], n_boot=50, n_perm=50)
+    claims = evaluate_claims(grid.units[grid.units.remedy == "none"], grid.cells[keep], n_boot=50, n_perm=50)
     v = claims[claims.primary].set_index("claim").verdict
-    assert v["C1"] != I.NOT_IN_GRID
-    assert all(v[c] == I.NOT_IN_GRID for c in ("C2", "C3", "F1", "F2"))
-    unknown = I.evaluate_claims(grid.units, grid.cells.assign(paraphrase_k=np.nan), n_boot=50, n_perm=50)
-    assert (unknown.verdict == I.CANNOT_TELL).all() and unknown.note.str.contains("--remedies").all()
+    assert v["C1"] != NOT_IN_GRID
+    assert all(v[c] == NOT_IN_GRID for c in ("C2", "C3", "F1", "F2"))
+    unknown = evaluate_claims(grid.units, grid.cells.assign(paraphrase_k=np.nan), n_boot=50, n_perm=50)
+    assert (unknown.verdict == CANNOT_TELL).all() and unknown.note.str.contains("--remedies").all()
 
 
 def test_elasticity_fits_k_and_steps_and_says_too_few(grid):
-    curves = I.elasticity(grid.units, grid.cells, n_boot=60)
+    curves = elasticity(grid.units, grid.cells, n_boot=60)
     k = [c for c in curves if c["kind"] == "k" and c["status"] == "fitted"]
     assert len(k) == 1 and k[0]["fit"]["slope"] > 0 and k[0]["x"] == [0.0, 1.0, 3.0]
     lo, hi = k[0]["ci"]["slope"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edit_retention import cli
+from edit_retention.stages.train_mend import mend_train_requests
 from edit_retention.facts.builtin import build_builtin
 from edit_retention.io import InputError, read_jsonl, write_jsonl
 
@@ -41,14 +42,14 @@ def test_train_mend_then_edit(tiny_model_dir, tmp_path):
 
 def test_training_split_excludes_study_facts():
     recs = build_builtin(per_relation=6, seed=0)
-    reqs = cli.mend_train_requests(recs, {recs[0]["case_id"]})
+    reqs = mend_train_requests(recs, {recs[0]["case_id"]})
     assert [r["case_id"] for r in reqs] == [r["case_id"] for r in recs[1:]]
     by_id = {r["case_id"]: r for r in recs}
     assert all(r["locality_prompts"] == [n["prompt"] for n in by_id[r["case_id"]]["neighborhood_prompts"]]
                for r in reqs)
     assert any(r["locality_prompts"] for r in reqs)
     with pytest.raises(InputError, match="no facts are left"):
-        cli.mend_train_requests(recs, {r["case_id"] for r in recs})
+        mend_train_requests(recs, {r["case_id"] for r in recs})
 
 
 def test_dag_trains_mend_before_its_edits(tmp_path):

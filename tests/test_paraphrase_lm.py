@@ -307,7 +307,7 @@ def test_template_generator_ignores_the_lm_block(cfg):
 
 
 def test_schema_defaults_are_the_generators_defaults():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "src/edit_retention/config.schema.yaml").read_text())
     props = schema["properties"]["paraphrase"]["properties"]["lm"]["properties"]
     defaults = {k: v["default"] for k, v in props.items() if "default" in v}
     assert defaults == asdict(LMArgs())

@@ -40,7 +40,7 @@ def run(cmd, cwd, check=True):
 
 
 # Jobs downstream of the summary: statistics, one rule per figure, results.md.
-RESULT_RULES = {"analyze": 1, "report": 1, "figure_retention_by_editor": 1, "figure_retention_vs_steps": 1,
+RESULT_RULES = {"claims": 1, "report": 1, "figure_retention_by_editor": 1, "figure_retention_vs_steps": 1,
                 "figure_retention_vs_k": 1, "figure_freezing": 1, "figure_methods": 1,
                 "figure_retention_vs_edit_size": 1}
 

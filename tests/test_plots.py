@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from _synth import KEEP, REMEDIES, TASKS, make_grid
-from edit_retention.inference import elasticity
 from edit_retention.io import InputError, write_json
 from edit_retention.plots import FIGURES, build, make_figure, make_figures
 from edit_retention.summarize import relations_of, summarize_all, write_results
+from edit_retention.elasticity import elasticity
 
 
 @pytest.fixture(scope="module")

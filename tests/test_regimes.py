@@ -11,7 +11,8 @@ from edit_retention.editors import (EditResult, deltas_applied, get_editor, hpar
 from edit_retention.editors.regimes import run_regime, single_deltas
 from edit_retention.finetune import FinetuneArgs
 from edit_retention.io import InputError
-from edit_retention.single import evaluate_single, finetune_single, pair_controls
+from edit_retention.single import evaluate_single, pair_controls
+from edit_retention.stages.finetune import finetune_single
 from test_editors import ROME_HP, assert_same, p_new, reqs, sharpen, snapshot, stats, texts  # noqa: F401
 
 

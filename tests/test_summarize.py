@@ -160,7 +160,8 @@ def test_retention_table_has_one_row_per_cell_and_knowledge():
 
 # --- units, cells table with CIs, step phases, problems --------------------------------
 
-from edit_retention.summarize import read_table, relations_of, summarize_all, write_results  # noqa: E402
+from edit_retention.summarize import relations_of, summarize_all, write_results  # noqa: E402
+from edit_retention.tables import read_table  # noqa: E402
 
 
 def test_units_reproduce_every_summary_value(tmp_path):
@@ -192,7 +193,7 @@ def test_step_phases_are_accepted_and_ordered(tmp_path):
 
 
 def test_cli_cell_parser_takes_step_phases():
-    from edit_retention.cli import _cell as parse
+    from edit_retention.stages.summarize import parse_cell as parse
     c = parse("model=m,editor=e,task=t,remedy=r,seed=2,finetuned=F,step-10=S10,base=B,step-2=S2,edited=E,"
               "task_metrics=T")
     assert list(c["phases"]) == ["base", "edited", "step-2", "step-10", "finetuned"]

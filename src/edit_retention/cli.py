@@ -7,19 +7,49 @@ Usage::
 Stages: prepare-model, prepare-facts, paraphrases, corpus, task-data, select, stats, train-mend, edit,
 finetune, evaluate, summarize, analyze, figure, figures, report, check-config. Structured
 options (sources, hyperparameters) are JSON strings; every output is written atomically.
+
+This module only parses options and dispatches: each subcommand runs a function of its
+stage module (``stages/<rule family>.py``; ``STAGES``), imported by name, so that a rule's
+code inputs (``codeinputs``) are its own stage's modules and not every stage's.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
-import time
 
-from .io import InputError, read_json, read_jsonl, write_json, write_jsonl
-from .memory import batch_size_arg
+from .io import InputError
+from .memory import batch_size_arg, is_out_of_memory, set_job_memory
 
 log = logging.getLogger("edit_retention")
+
+# subcommand -> "module:function" (relative to the package) that runs it.
+STAGES = {
+    "prepare-model": "stages.prepare_model:run",
+    "prepare-facts": "stages.prepare_facts:run",
+    "paraphrases": "stages.generate_paraphrases:run",
+    "corpus": "stages.build_corpus:run",
+    "task-data": "stages.build_task_data:run",
+    "select": "stages.select_intrinsic:run",
+    "stats": "stages.layer_stats:run",
+    "train-mend": "stages.train_mend:run",
+    "edit": "stages.apply_edits:run",
+    "finetune": "stages.finetune:run",
+    "evaluate": "stages.evaluate:run",
+    "summarize": "stages.summarize:run",
+    "analyze": "stages.claims:run",
+    "figure": "stages.figure:run",
+    "figures": "stages.figure:run_all",
+    "report": "stages.report:run",
+    "check-config": "config:check_config_file",
+}
+
+
+def run_stage(a) -> None:
+    module, _, fn = a.stage.partition(":")
+    getattr(importlib.import_module(f"{__package__}.{module}"), fn)(a)
 
 
 def _json(s: str):
@@ -29,397 +59,9 @@ def _json(s: str):
         raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from e
 
 
-def cmd_prepare_model(a):
-    from .models import prepare_model
-    prepare_model(a.source, a.out)
-
-
-def cmd_prepare_facts(a):
-    from .facts import load_facts
-    records = load_facts(a.source)
-    write_jsonl(a.out, records)
-    log.info("wrote %d facts to %s", len(records), a.out)
-
-
-def _records(path):
-    from .records import validate_records
-    return validate_records(read_jsonl(path), path)
-
-
-def cmd_paraphrases(a):
-    records = _records(a.records)
-    if a.generator == "template":
-        from .paraphrase import split_paraphrases
-        if a.model:
-            raise InputError("paraphrases: --model is only read by --generator lm")
-        rows = split_paraphrases(records, a.n_eval, a.seed)
-        report = {"generator": "template", "n_records": len(rows)}
-    else:
-        from .models import load_model
-        from .paraphrase_lm import LMArgs, lm_paraphrases
-        if not a.model:
-            raise InputError("paraphrases: --generator lm needs --model (a prepared model folder)")
-        opts = {k: getattr(a, k) for k in LMArgs.__dataclass_fields__ if k != "seed"}
-        args = LMArgs.from_dict({**opts, "seed": a.lm_seed}, where="paraphrases")
-        model, tok = load_model(a.model, device=a.device)
-        rows, report = lm_paraphrases(model, tok, records, a.n_eval, a.seed, args)
-        report["model"] = str(a.model)
-        log.info("lm paraphrases: %d of %d candidates kept (%.0f%%); rejected: %s; %d records got none",
-                 report["kept"], report["n_candidates"], 100 * report["keep_rate"],
-                 json.dumps(report["rejected"]), report["records_without_generated"])
-    write_jsonl(a.out, rows)
-    if a.out_report:
-        write_json(a.out_report, {**report, "records": a.records, "n_eval": a.n_eval, "split_seed": a.seed})
-
-
-def cmd_corpus(a):
-    from .corpus import build_corpus
-    out = build_corpus(a.source, _records(a.records), a.n_train, a.n_eval, a.seed)
-    write_jsonl(a.out_train, [{"text": t} for t in out["train"]])
-    write_jsonl(a.out_eval, [{"text": t} for t in out["eval"]])
-    if a.out_meta:
-        write_json(a.out_meta, out["meta"])
-
-
-def _texts(path):
-    rows = read_jsonl(path)
-    for i, r in enumerate(rows):
-        if not isinstance(r.get("text"), str):
-            raise InputError(f"{path}: record {i}: missing string field 'text'")
-    return [r["text"] for r in rows]
-
-
-def _load(a, with_edit: bool = True):
-    """(model, tok, edit): the edit's deltas are applied, except in the single regime
-    (one delta set per fact; see ``single.py``), where the caller applies them per fact."""
-    from .models import load_model
-    model, tok = load_model(a.model, device=a.device)
-    edit = None
-    if with_edit and getattr(a, "edit", None):
-        from .editors import apply_deltas, load_edit
-        edit = load_edit(a.edit)
-        if edit.log.get("regime") != "single":
-            apply_deltas(model, edit.deltas)
-    return model, tok, edit
-
-
-def _is_single(edit) -> bool:
-    return edit is not None and edit.log.get("regime") == "single"
-
-
-def cmd_select(a):
-    from .select import known_mask, split_known
-    records = _records(a.records)
-    model, tok, _ = _load(a, with_edit=False)
-    mask, scores = known_mask(model, tok, records, a.batch_size)
-    if a.all_facts:  # random test models know nothing; keep the pipeline shape
-        mask = [True] * len(records)
-    edit, control = split_known(records, mask, a.n_edit, a.n_control, a.seed, where=f"select ({a.records})")
-    write_jsonl(a.out_scores, scores)
-    write_jsonl(a.out_edit, edit)
-    write_jsonl(a.out_control, control)
-    log.info("base model knows %d/%d facts; %d edit, %d control", sum(mask), len(records), len(edit), len(control))
-
-
-def cmd_stats(a):
-    from .models import check_layers
-    from .stats import compute_mom2, save_stats
-    model, tok, _ = _load(a, with_edit=False)
-    layers = check_layers(model, [a.layer], where="stats --layer")
-    texts = _texts(a.corpus)[: a.n_samples]
-    t0 = time.time()
-    stats = compute_mom2(model, tok, texts, layers, max_len=a.max_len, batch_size=a.batch_size)
-    save_stats(a.out, stats, {"layer": a.layer, "n_samples": len(texts), "max_len": a.max_len,
-                              "corpus": a.corpus, "seconds": time.time() - t0})
-
-
-def edit_requests(edit_records: list[dict], paraphrases: list[dict], k: int) -> list[dict]:
-    """Editor requests: each fact with its first k augmentation paraphrases."""
-    aug = {p["case_id"]: p["augment"] for p in paraphrases}
-    reqs = []
-    for r in edit_records:
-        a = aug.get(r["case_id"])
-        if a is None:
-            raise InputError(f"paraphrases: no row for case_id {r['case_id']!r}")
-        if len(a) < k:
-            raise InputError(f"paraphrases: case_id {r['case_id']!r} has {len(a)} augmentation paraphrases, k={k} asked")
-        reqs.append({"case_id": r["case_id"], "subject": r["subject"], "prompt": r["prompt"],
-                     "target_new": r["target_new"], "target_true": r["target_true"], "aug_prompts": a[:k]})
-    return reqs
-
-
-def mend_train_requests(records: list[dict], exclude: set[str]) -> list[dict]:
-    """MEND's edit-training split: every fact outside the study's edit and control sets, its
-    paraphrase templates as aug prompts and its neighbourhood prompts as locality texts."""
-    out = []
-    for r in records:
-        if r["case_id"] in exclude:
-            continue
-        out.append({"case_id": r["case_id"], "subject": r["subject"], "prompt": r["prompt"],
-                    "target_new": r["target_new"], "target_true": r["target_true"],
-                    "aug_prompts": list(r["paraphrase_prompts"][:1]),
-                    "locality_prompts": [n["prompt"] for n in r["neighborhood_prompts"]]})
-    if not out:
-        raise InputError("train-mend: no facts are left for MEND's training split once the edit and "
-                         "control sets are excluded; use a larger fact set")
-    return out
-
-
-def cmd_train_mend(a):
-    from .editors import make_hparams
-    from .mend_train import save_hypernet, train_mend
-    hp = make_hparams("mend", a.hparams, a.hparams_set)
-    model, tok, _ = _load(a, with_edit=False)
-    exclude = {r["case_id"] for p in a.exclude for r in read_jsonl(p)}
-    reqs = mend_train_requests(_records(a.records), exclude)
-    n_val = min(a.n_val, len(reqs) // 5)
-    train, val = reqs[n_val:], reqs[:n_val]
-    tensors, config = train_mend(model, tok, train, hp, a.seed, val_requests=val or None)
-    save_hypernet(a.out, tensors, config)
-    log.info("MEND hypernetwork: %d training / %d held-out facts, %.0f s", len(train), len(val),
-             config["train"]["seconds"])
-
-
-def cmd_edit(a):
-    from .editors import edited_layers, get_editor, make_hparams, save_edit
-    from .models import check_layers
-    from .stats import load_stats
-    hp = make_hparams(a.editor, a.hparams, a.hparams_set)
-    model, tok, _ = _load(a, with_edit=False)
-    check_layers(model, edited_layers(hp), where=f"editors.{a.editor} layers")
-    stats = None
-    if a.stats:
-        stats = {}
-        for p in a.stats:
-            s, meta = load_stats(p)
-            stats.update(s)
-    from .editors.passes import count_passes
-    from .editors.regimes import run_regime
-    reqs = edit_requests(_records(a.requests), read_jsonl(a.paraphrases), a.k)
-    with count_passes(model) as passes:
-        res = run_regime(get_editor(a.editor), model, tok, reqs, hp, stats, a.regime, a.batch_size)
-    res.log.update({"k": a.k, "n_requests": len(reqs), "passes": passes,
-                    "seconds_per_request": res.log["seconds"] / max(len(reqs), 1)})
-    save_edit(res, a.out)
-
-
-def _freeze(a, model, edit) -> tuple[list[int], bool]:
-    """(frozen blocks, non-block parameters frozen too) for --freeze; the edited layers
-    come from the edit's own log."""
-    from .finetune import resolve_freeze
-    from .models import num_layers
-    edited = edit.log["edited_layers"] if edit is not None else None
-    return resolve_freeze(a.freeze, edited, num_layers(model), where="finetune --freeze")
-
-
-def _task_examples(task, path):
-    """Training / held-out examples of a task from a JSONL (passages for causal_lm)."""
-    if task.type == "causal_lm":
-        return _texts(path)
-    from .tasks import check_examples
-    return check_examples(task, read_jsonl(path), path)
-
-
-SINGLE_SCORES = "single_scores.jsonl"
-
-
 def _method_arg(s: str):
     """--method: a bare name (lora) or JSON ("lora", {"type": "lora", ...})."""
     return s if s in ("full", "lora", "dora") else _json(s)
-
-
-def cmd_task_data(a):
-    from .tasks import build_task_data, get_task
-    task = get_task(a.type)
-    out = build_task_data(task, a.source, _records(a.records), a.n_train, a.n_eval, a.seed)
-    write_jsonl(a.out_train, out["train"])
-    write_jsonl(a.out_eval, out["eval"])
-    write_json(a.out_meta, out["meta"])
-    log.info("task %s: %d train, %d held-out examples", a.type, len(out["train"]), len(out["eval"]))
-
-
-def cmd_finetune(a):
-    from .finetune import FinetuneArgs, MethodSpec, finetune, task_metrics
-    from .io import atomic_dir
-    from .tasks import get_task
-    args = FinetuneArgs.from_dict(a.params, where="finetune params")
-    method = MethodSpec.parse(a.method, where="finetune --method")
-    task = get_task(a.task_type)
-    train, held = _task_examples(task, a.train), _task_examples(task, a.eval)
-    model, tok, edit = _load(a)
-    frozen, non_layer = _freeze(a, model, edit)
-    kw = {"task": task, "method": method, "freeze_non_layer": non_layer}
-    ckpt_steps = args.checkpoint_steps()
-    if ckpt_steps and not a.out_steps:
-        raise InputError("finetune: checkpoint_every > 0 needs --out-steps (a folder for the checkpoint scores)")
-    if _is_single(edit):
-        # One fine-tune per fact; the per-fact models are scored here and not kept.
-        from .editors.regimes import single_deltas
-        from .single import finetune_single
-        for opt in ("edited", "control", "paraphrases"):
-            if not getattr(a, opt):
-                raise InputError(f"finetune: an edit in the single regime needs --{opt} (facts are scored per fine-tune)")
-        para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
-        step_rows: dict = {}
-        rows, logs = finetune_single(model, tok, _records(a.edited), _records(a.control), para,
-                                     single_deltas(edit), train, held, args, a.seed,
-                                     frozen, a.batch_size, checkpoint_rows=step_rows, **kw)
-        with atomic_dir(a.out_model) as tmp:
-            write_jsonl(tmp / SINGLE_SCORES, rows)
-        if a.out_steps:
-            with atomic_dir(a.out_steps) as tmp:
-                for step, srows in sorted(step_rows.items()):
-                    write_jsonl(tmp / f"step-{step}.jsonl", srows)
-                write_json(tmp / "index.json", {"steps": sorted(step_rows)})
-        flat = [task_metrics(g) for g in logs]
-        write_json(a.out_metrics, {k: sum(f[k] for f in flat) / len(flat) for k in flat[0]})
-        write_json(a.out_log, {"regime": "single", "runs": logs})
-        return
-    on_checkpoint, step_files = None, {}
-    if ckpt_steps:
-        import tempfile
-        from pathlib import Path
-
-        from .evaluate import build_items, score_items
-        for opt in ("edited", "control", "paraphrases"):
-            if not getattr(a, opt):
-                raise InputError(f"finetune: checkpoints need --{opt} (the facts are scored at each checkpoint)")
-        items = build_items(_records(a.edited), _records(a.control),
-                            {p["case_id"]: p for p in read_jsonl(a.paraphrases)})
-        scratch = Path(tempfile.mkdtemp(prefix=".steps.", dir=Path(a.out_metrics).parent))
-
-        def on_checkpoint(step, net):
-            f = scratch / f"step-{step}.jsonl"
-            write_jsonl(f, score_items(net, tok, items, a.batch_size, progress=False))
-            step_files[step] = f
-            log.info("checkpoint at step %d scored", step)
-    try:
-        out = finetune(model, tok, train, held, args, a.seed, frozen, on_checkpoint=on_checkpoint, **kw)
-        with atomic_dir(a.out_model) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-        if a.out_steps:
-            import shutil
-            with atomic_dir(a.out_steps) as tmp:
-                for step, f in sorted(step_files.items()):
-                    shutil.move(str(f), tmp / f.name)
-                write_json(tmp / "index.json", {"steps": sorted(step_files)})
-    finally:
-        if ckpt_steps:
-            import shutil
-            shutil.rmtree(scratch, ignore_errors=True)
-    # Task scores (flat numbers) for the summary; the full training log beside them.
-    write_json(a.out_metrics, task_metrics(out))
-    write_json(a.out_log, out)
-
-
-def cmd_evaluate(a):
-    from pathlib import Path
-
-    from .evaluate import evaluate
-    if (Path(a.model) / SINGLE_SCORES).exists():   # single-regime fine-tunes, scored in the job
-        write_jsonl(a.out, read_jsonl(Path(a.model) / SINGLE_SCORES))
-        return
-    model, tok, edit = _load(a)
-    para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
-    if _is_single(edit):
-        from .editors.regimes import single_deltas
-        from .single import evaluate_single
-        rows = evaluate_single(model, tok, _records(a.edited), _records(a.control), para,
-                               single_deltas(edit), a.batch_size)
-    else:
-        rows = evaluate(model, tok, _records(a.edited), _records(a.control), para, a.batch_size)
-    write_jsonl(a.out, rows)
-
-
-def _cell(s: str) -> dict:
-    """Parse ``--cell k=v,...``: labels, phase files (base, edited, step-<N>, finetuned)
-    and task_metrics; phases keep the order base, edited, step-N by N, finetuned."""
-    import re as _re
-
-    from .inference import phase_order
-    try:
-        cell = dict(kv.split("=", 1) for kv in s.split(","))
-    except ValueError:
-        raise InputError(f"--cell {s!r}: expected comma-separated key=value pairs") from None
-    keys = [k for k in cell if k in ("base", "edited", "finetuned") or _re.fullmatch(r"step-\d+", k)]
-    cell["phases"] = {p: cell.pop(p) for p in sorted(keys, key=phase_order)}
-    try:
-        cell["seed"] = int(cell.get("seed", 0))
-    except ValueError:
-        raise InputError(f"--cell {s!r}: seed {cell.get('seed')!r} is not an integer") from None
-    return cell
-
-
-def cmd_summarize(a):
-    from pathlib import Path
-
-    from .io import atomic_path
-    from .summarize import relations_of, retention_table, summarize_all, write_results
-    res = summarize_all([_cell(c) for c in a.cell], relations_of(a.records), a.remedies, a.tasks,
-                        allow_missing=a.allow_missing, n_boot=a.n_boot, seed=a.seed)
-    out = Path(a.out_csv).parent
-    write_results(res, a.out_csv, a.out_metrics, a.out_cells or out / "cells.csv",
-                  a.out_facts or out / "facts.csv", a.out_problems or out / "problems.csv")
-    with atomic_path(Path(a.out_csv).with_name("retention.csv"), suffix=".csv") as tmp:
-        retention_table(res.summary).to_csv(tmp, index=False)
-    for _, p in res.problems.iterrows():
-        log.warning("problem: %s", " ".join(str(v) for v in p.to_dict().values() if str(v) not in ("", "nan")))
-
-
-def cmd_analyze(a):
-    from .inference import elasticity, evaluate_claims
-    from .io import atomic_path
-    from .summarize import read_table
-    cells, units = read_table(a.cells), read_table(a.facts)
-    claims = evaluate_claims(units, cells, n_boot=a.n_boot, n_perm=a.n_perm, seed=a.seed, margin=a.margin)
-    with atomic_path(a.out_claims, suffix=".csv") as tmp:
-        claims.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
-    primary = claims[claims["primary"]]
-    write_json(a.out_claims_json, {r["claim"]: {"verdict": r["verdict"], **{
-        k: (None if r[k] != r[k] else float(r[k])) for k in ("effect", "ci_low", "ci_high", "p")},
-        "n_a": int(r["n_a"]), "n_b": int(r["n_b"])} for _, r in primary.iterrows()})
-    curves = elasticity(units, cells, n_boot=a.n_boot_fit, seed=a.seed)
-    write_json(a.out_elasticity, {"curves": curves})
-    if a.out_elasticity_csv:
-        import pandas as pd
-        rows = [dict(kind=c["kind"], curve="/".join(str(c.get(k)) for k in ("editor", "remedy", "knowledge")
-                                                    if c.get(k) is not None), x=p["x"], retention=p["retention"], n=p["n"])
-                for c in curves for p in c["points"]]
-        with atomic_path(a.out_elasticity_csv, suffix=".csv") as tmp:
-            pd.DataFrame(rows, columns=["kind", "curve", "x", "retention", "n"]).to_csv(tmp, index=False)
-
-
-def cmd_figure(a):
-    from .plots import make_figure
-    make_figure(a.name, a.cells, a.out_png, a.out_pdf, fits=a.fits)
-
-
-def cmd_figures(a):
-    from .plots import make_figures
-    make_figures(a.cells, a.out_dir, fits=a.fits)
-
-
-def cmd_report(a):
-    from .io import write_text
-    from .report import fact_versions, git_commit, model_versions, results_markdown
-    from .summarize import read_table
-    problems = read_table(a.problems) if a.problems else None
-    curves = read_json(a.elasticity).get("curves", []) if a.elasticity else []
-    text = results_markdown(read_table(a.cells), read_table(a.claims), curves, problems, a.config or {},
-                            models=model_versions(a.models), facts=fact_versions(a.facts),
-                            commit=git_commit(a.git_dir))
-    write_text(a.out, text)
-    if a.out_config:
-        write_json(a.out_config, a.config or {})
-
-
-def cmd_check_config(a):
-    import yaml
-    from .config import check_study
-    with open(a.config) as f:
-        check_study(yaml.safe_load(f), where=a.config)
-    print(f"{a.config}: ok")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -427,18 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def add(name, fn, help):
+    def add(name, help):
         s = sub.add_parser(name, help=help, description=help)
-        s.set_defaults(fn=fn)
+        s.set_defaults(stage=STAGES[name])
         return s
 
-    s = add("prepare-model", cmd_prepare_model, "materialise a model source as safetensors")
+    s = add("prepare-model", "materialise a model source as safetensors")
     s.add_argument("--source", type=_json, required=True, help="model source JSON")
     s.add_argument("--out", required=True)
-    s = add("prepare-facts", cmd_prepare_facts, "load a fact source into records.jsonl")
+    s = add("prepare-facts", "load a fact source into records.jsonl")
     s.add_argument("--source", type=_json, required=True, help="fact source JSON")
     s.add_argument("--out", required=True)
-    s = add("paraphrases", cmd_paraphrases, "split paraphrases into augmentation / evaluation "
+    s = add("paraphrases", "split paraphrases into augmentation / evaluation "
             "(the records' templates, or those plus / instead of ones a language model writes)")
     s.add_argument("--records", required=True)
     s.add_argument("--n-eval", type=int, required=True, help="held-out evaluation templates per record")
@@ -448,23 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--generator", choices=["template", "lm"], default="template",
                    help="template: the records' own paraphrase templates; lm: a causal LM writes more "
                         "(edit_retention.paraphrase_lm)")
-    g = s.add_argument_group("lm generator")
-    from .paraphrase_lm import LMArgs
-    lm = LMArgs()
+    g = s.add_argument_group("lm generator (defaults: edit_retention.paraphrase_lm.LMArgs)")
     g.add_argument("--model", help="prepared model folder that writes the paraphrases")
     g.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    g.add_argument("--n-candidates", type=int, default=lm.n_candidates, help="continuations sampled per record")
-    g.add_argument("--max-new-tokens", type=int, default=lm.max_new_tokens, help="per continuation (at most 128)")
-    g.add_argument("--temperature", type=float, default=lm.temperature)
-    g.add_argument("--top-p", type=float, default=lm.top_p)
-    g.add_argument("--lm-seed", dest="lm_seed", type=int, default=lm.seed, help="sampling seed")
-    g.add_argument("--batch-size", type=int, default=lm.batch_size, help="records per generate call")
-    g.add_argument("--mode", choices=["add", "replace"], default=lm.mode,
+    g.add_argument("--n-candidates", type=int, default=None, help="continuations sampled per record")
+    g.add_argument("--max-new-tokens", type=int, default=None, help="per continuation (at most 128)")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--lm-seed", dest="lm_seed", type=int, default=None, help="sampling seed")
+    g.add_argument("--batch-size", type=int, default=None, help="records per generate call")
+    g.add_argument("--mode", choices=["add", "replace"], default=None,
                    help="add the generated templates to the records' own, or replace these")
-    g.add_argument("--evaluate-from", choices=["templates", "all"], default=lm.evaluate_from,
+    g.add_argument("--evaluate-from", choices=["templates", "all"], default=None,
                    help="templates: held-out evaluation templates are hand-written ones (generated "
                         "ones only augment); all: split the pooled templates")
-    s = add("corpus", cmd_corpus, "build the unrelated-text corpus, filtered against the facts")
+    s = add("corpus", "build the unrelated-text corpus, filtered against the facts")
     s.add_argument("--source", type=_json, required=True)
     s.add_argument("--records", required=True)
     s.add_argument("--n-train", type=int, required=True)
@@ -473,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-train", required=True)
     s.add_argument("--out-eval", required=True)
     s.add_argument("--out-meta")
-    s = add("task-data", cmd_task_data, "build a fine-tuning task's train / held-out examples, filtered against the facts")
+    s = add("task-data", "build a fine-tuning task's train / held-out examples, filtered against the facts")
     s.add_argument("--type", required=True, help="task type (causal_lm, instruction, math, classification, qa)")
     s.add_argument("--source", type=_json, required=True, help="task source JSON (builtin | file | hf)")
     s.add_argument("--records", required=True)
@@ -483,13 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-train", required=True)
     s.add_argument("--out-eval", required=True)
     s.add_argument("--out-meta", required=True)
-    for name, fn, help in (("select", cmd_select, "pick edit and intrinsic control facts the base model knows"),
-                           ("stats", cmd_stats, "second-moment statistics of one layer's MLP keys"),
-                           ("train-mend", cmd_train_mend, "train MEND's hypernetwork on facts outside the study's sets"),
-                           ("edit", cmd_edit, "apply an editor; write weight deltas and a log"),
-                           ("finetune", cmd_finetune, "fine-tune a (edited) model on a task"),
-                           ("evaluate", cmd_evaluate, "score edited and control facts")):
-        s = add(name, fn, help)
+    for name, help in (("select", "pick edit and intrinsic control facts the base model knows"),
+                       ("stats", "second-moment statistics of one layer's MLP keys"),
+                       ("train-mend", "train MEND's hypernetwork on facts outside the study's sets"),
+                       ("edit", "apply an editor; write weight deltas and a log"),
+                       ("finetune", "fine-tune a (edited) model on a task"),
+                       ("evaluate", "score edited and control facts")):
+        s = add(name, help)
         s.add_argument("--model", required=True, help="prepared model folder")
         s.add_argument("--device", default="cpu", help="cpu | cuda | auto")
         s.add_argument("--mem-mb", type=int, default=0,
@@ -563,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--control", required=True)
     s.add_argument("--paraphrases", required=True)
     s.add_argument("--out", required=True)
-    s = add("summarize", cmd_summarize, "summary.csv, metrics.json, cells.csv (CIs), facts.csv, problems.csv")
+    s = add("summarize", "summary.csv, metrics.json, cells.csv (CIs), facts.csv, problems.csv")
     s.add_argument("--cell", action="append", required=True,
                    help="model=..,editor=..,task=..,remedy=..,seed=..,base=F,edited=F,step-<N>=F,...,"
                         "finetuned=F,task_metrics=F")
@@ -581,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out (and name under problems) cells whose files are missing or unreadable")
     s.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates per cell")
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    s = add("analyze", cmd_analyze, "claims table and elasticity fits from cells.csv and facts.csv")
+    s = add("analyze", "claims table and elasticity fits from cells.csv and facts.csv")
     s.add_argument("--cells", required=True)
     s.add_argument("--facts", required=True)
     s.add_argument("--out-claims", required=True, help="claims.csv (every scope and contrast)")
@@ -593,18 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-boot-fit", type=int, default=300)
     s.add_argument("--margin", type=float, default=0.05, help="smallest retention difference that matters")
     s.add_argument("--seed", type=int, default=0)
-    s = add("figure", cmd_figure, "render one figure from cells.csv")
+    s = add("figure", "render one figure from cells.csv")
     s.add_argument("name", help="retention_by_editor | retention_vs_steps | retention_vs_k | freezing | "
                                 "methods | retention_vs_edit_size")
     s.add_argument("--cells", required=True)
     s.add_argument("--fits", help="elasticity.json (fitted curves drawn where present)")
     s.add_argument("--out-png", required=True)
     s.add_argument("--out-pdf", required=True)
-    s = add("figures", cmd_figures, "render every figure from cells.csv")
+    s = add("figures", "render every figure from cells.csv")
     s.add_argument("--cells", required=True)
     s.add_argument("--fits")
     s.add_argument("--out-dir", required=True)
-    s = add("report", cmd_report, "results.md: claims, headline numbers with CIs, grid, versions, problems")
+    s = add("report", "results.md: claims, headline numbers with CIs, grid, versions, problems")
     s.add_argument("--cells", required=True)
     s.add_argument("--claims", required=True)
     s.add_argument("--elasticity")
@@ -615,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--git-dir", default=".", help="where to read the commit")
     s.add_argument("--out", required=True)
     s.add_argument("--out-config", help="also write the study config as JSON (for the Snakemake report)")
-    s = add("check-config", cmd_check_config, "validate a study config without running anything")
+    s = add("check-config", "validate a study config without running anything")
     s.add_argument("config")
     return p
 
@@ -625,14 +265,12 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
         if getattr(a, "mem_mb", None) is not None:
-            from .memory import set_job_memory
             set_job_memory(a.mem_mb)
-        a.fn(a)
+        run_stage(a)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as e:
-        from .memory import is_out_of_memory
         if not is_out_of_memory(e):
             raise
         print(f"error: {out_of_memory_message(a, e)}", file=sys.stderr)

@@ -43,15 +43,13 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from tqdm import tqdm
 
-from .config import typed_fields
+from .fields import typed_fields
 from .io import InputError
 from .memory import AUTO, auto_batch_size, parse_batch_size, sequence_bytes, train_state_bytes, with_backoff
 from .models import arch_of, autocast, check_precision, layer_of_param
-from .tasks import get_task, pack_blocks  # noqa: F401  (pack_blocks re-exported)
+from .tasks import get_task
 from .tasks.base import IGNORE, trim
 
-FREEZE_NAMED = ("none", "edited", "non_edited", "only_edited")
-FREEZE_PATTERN = re.compile(r"^layers:(\d+(-\d+)?)(,\d+(-\d+)?)*$")
 METHODS = ("full", "lora", "dora")
 
 
@@ -117,41 +115,6 @@ class MethodSpec:
                                                      and all(isinstance(t, str) for t in m.target_modules))):
             raise InputError(f"{where}: 'target_modules' must be \"all-linear\" or a non-empty list of module names")
         return m
-
-
-def parse_layers(text: str, n_layers: int, where: str) -> list[int]:
-    """"0-4,7" -> [0, 1, 2, 3, 4, 7], each checked against the model's layer count."""
-    out = set()
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        lo, hi = int(a), int(b or a)
-        if hi < lo:
-            raise InputError(f"{where}: empty layer range {part!r}")
-        out.update(range(lo, hi + 1))
-    bad = sorted(l for l in out if l >= n_layers)
-    if bad:
-        raise InputError(f"{where}: layer {bad[0]} is outside the model (it has layers 0..{n_layers - 1})")
-    return sorted(out)
-
-
-def resolve_freeze(spec: str, edited_layers, n_layers: int, where: str = "freeze") -> tuple[list[int], bool]:
-    """(blocks to freeze, whether the non-block parameters are frozen too)."""
-    if spec == "none":
-        return [], False
-    if spec in ("edited", "non_edited", "only_edited"):
-        if edited_layers is None:
-            raise InputError(f"{where}: strategy {spec!r} needs an edit (its log names the edited layers)")
-        edited = sorted({int(l) for l in edited_layers})
-        bad = [l for l in edited if not 0 <= l < n_layers]
-        if bad:
-            raise InputError(f"{where}: the edit's layer {bad[0]} is outside the model (layers 0..{n_layers - 1})")
-        if spec == "only_edited":
-            return [l for l in range(n_layers) if l not in edited], True
-        return edited, False
-    if isinstance(spec, str) and FREEZE_PATTERN.match(spec):
-        return parse_layers(spec[len("layers:"):], n_layers, where), False
-    raise InputError(f"{where}: unknown freezing strategy {spec!r} (known: {', '.join(FREEZE_NAMED)}, "
-                     "layers:A-B[,C...])")
 
 
 def freeze_layers(model, layers: list[int], non_layer: bool = False) -> list[str]:

@@ -95,3 +95,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError as e:
                 raise InputError(f"{path}: line {lineno} is not valid JSON: {e.msg}") from e
     return rows
+
+
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """The ``text`` field of every row of a JSONL file (corpus passages)."""
+    rows = read_jsonl(path)
+    for i, r in enumerate(rows):
+        if not isinstance(r.get("text"), str):
+            raise InputError(f"{path}: record {i}: missing string field 'text'")
+    return [r["text"] for r in rows]

@@ -59,7 +59,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
-from .config import typed_fields
+from .fields import typed_fields
 from .io import InputError
 from .paraphrase import distinct_paraphrases, split_record, template_key
 from .records import fill

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .io import InputError
+from .io import InputError, read_jsonl
 
 FIELDS: dict[str, type] = {
     "case_id": str,
@@ -93,3 +93,8 @@ def validate_records(records: Iterable[dict], path="<records>") -> list[dict]:
 def fill(template: str, subject: str) -> str:
     """Put the subject into a template."""
     return template.replace("{}", subject)
+
+
+def read_records(path) -> list[dict]:
+    """The validated records of a JSONL file."""
+    return validate_records(read_jsonl(path), path)

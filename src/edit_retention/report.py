@@ -8,7 +8,7 @@ Usage::
                             facts=fact_versions(["data/facts/f/records.jsonl"]),
                             commit=git_commit("."))
 
-Everything here formats numbers computed elsewhere (``inference``); nothing is
+Everything here formats numbers computed elsewhere (``cells``, ``claims``, ``elasticity``); nothing is
 recomputed, so results.md and the CSV tables always agree.
 """
 from __future__ import annotations
@@ -22,7 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .inference import CLAIMS, MARGIN, N_BOOT, N_PERM, NOT_IN_GRID, phase_order
+from .bootstrap import N_BOOT
+from .claims import CLAIMS
+from .comparison import MARGIN, N_PERM, NOT_IN_GRID
+from .phases import phase_order
 
 HEADLINE = [  # (column title, knowledge, phase, metric)
     ("ES after edit", "edited", "edited", "rewrite_success"),
@@ -109,7 +112,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def claims_section(claims: pd.DataFrame) -> str:
     primary = claims[claims["primary"].astype(str).str.lower() == "true"]
     rows = []
-    for cid, source, statement in CLAIMS:
+    for cid, source, statement, _ in CLAIMS:
         sub = primary[primary["claim"] == cid]
         if sub.empty:
             rows.append([cid, source, statement, NOT_IN_GRID, "", "", "", "", ""])
@@ -271,7 +274,7 @@ def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dic
         f"(labels of whole facts shuffled within relation; sign flips per fact for remedy contrasts, "
         f"which share facts); CI = {N_BOOT}-replicate two-way bootstrap over facts (within relation) "
         f"and seeds, united with Newcombe's score interval so that all-equal outcomes do not give a "
-        f"zero-width interval. See `src/edit_retention/inference.py`.",
+        f"zero-width interval. See `src/edit_retention/comparison.py`.",
         "",
         "## Headline numbers (95% CI)",
         "",

@@ -63,7 +63,7 @@ Beyond summary.csv (``summarize_all`` / ``write_results``; the CLI writes all of
                   it for target_prob_ratio). The input of every interval and test.
     cells.csv     one row per (model, editor, task, remedy, knowledge, phase, metric),
                   pooled over seeds: value, std, seed_std, 95% ci_low/ci_high (two-way
-                  bootstrap over facts and seeds, see ``inference``), n, n_facts,
+                  bootstrap over facts and seeds, see ``bootstrap``), n, n_facts,
                   n_seeds, seeds, and the remedy's traits (paraphrase_k, freeze, method
                   from the remedies config; n_edits; the phase's fine-tuning step).
     problems.csv  every n = 0 cell, NaN value, missing seed, failed cell (with
@@ -84,9 +84,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import inference as I
 from . import metrics as M
-from .inference import phase_order
+from .bootstrap import N_BOOT
+from .cells import cell_table, remedy_traits, task_steps
+from .phases import phase_order
 from .io import InputError, atomic_path, read_json, read_jsonl, write_json
 
 COLUMNS = ["model", "editor", "task", "remedy", "seed", "knowledge", "phase", "metric", "value", "n"]
@@ -189,7 +190,7 @@ def _ordered_phases(phases: dict) -> list[str]:
 
 def phase_units(table: dict, knowledge: str) -> list[tuple[str, str, float, float]]:
     """(metric, case_id, num, den) per fact for one phase: sum(num)/sum(den) over facts
-    gives ``phase_metrics``' value (see ``inference`` for how units are pooled)."""
+    gives ``phase_metrics``' value (see ``bootstrap`` for how units are pooled)."""
     out = []
     for (cid, _), r in table.get((knowledge, "rewrite"), {}).items():
         out += [("rewrite_success", cid, float(M.row_success(r)), 1.0),
@@ -305,7 +306,7 @@ def relations_of(records_paths) -> dict[str, str]:
 
 
 def summarize_all(cells: list[dict], relations: dict | None = None, remedies: dict | None = None,
-                  tasks: dict | None = None, allow_missing: bool = False, n_boot: int = I.N_BOOT,
+                  tasks: dict | None = None, allow_missing: bool = False, n_boot: int = N_BOOT,
                   seed: int = 0) -> Results:
     """Summary + per-fact units + cell table with CIs + problems, for the given cells.
 
@@ -331,7 +332,7 @@ def summarize_all(cells: list[dict], relations: dict | None = None, remedies: di
     u = pd.DataFrame(units, columns=LABELS + ["knowledge", "phase", "metric", "case_id", "num", "den"])
     relations = relations or {}
     u.insert(len(LABELS) + 4, "relation", [relations.get(str(c), "unknown") for c in u["case_id"]])
-    cells_df = I.cell_table(u, summary, I.remedy_traits(remedies), I.task_steps(tasks), n_boot, seed)
+    cells_df = cell_table(u, summary, remedy_traits(remedies), task_steps(tasks), n_boot, seed)
     problems += find_problems(summary, u, cells, remedies, relations)
     return Results(summary, u, cells_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
 
@@ -448,16 +449,3 @@ def retention_table(df: pd.DataFrame) -> pd.DataFrame:
     cell = (ret.editor + "/" + ret.remedy + "/" + ret.task + "/s" + ret.seed.astype(str)
             + "/" + ret.knowledge)
     return pd.DataFrame({"cell": cell, "retention": ret.value, "n": ret.n}).reset_index(drop=True)
-
-
-def read_table(path: str | os.PathLike, text_cols=("model", "editor", "task", "remedy", "knowledge", "phase",
-                                                    "metric", "case_id", "relation", "freeze", "method",
-                                                    "seeds")) -> pd.DataFrame:
-    """Read cells.csv / facts.csv / problems.csv back (labels as text, "NaN" as NaN)."""
-    path = Path(path)
-    head = pd.read_csv(path, nrows=0).columns
-    dtype = {c: str for c in text_cols if c in head}
-    df = pd.read_csv(path, keep_default_na=False, na_values=["NaN"], dtype=dtype)
-    for c in dtype:
-        df[c] = df[c].fillna("")
-    return df

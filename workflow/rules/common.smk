@@ -2,9 +2,11 @@
 import json
 import sys
 
+from edit_retention.codeinputs import stage_inputs
 from edit_retention.config import check_study
+from edit_retention.plots import FIGURES as FIGURE_NAMES
 
-check_study(config, where="study config")
+check_study(config, where="study config")   # the schema (filling its defaults) and the rest
 
 PY = sys.executable
 G = config["grid"]
@@ -12,8 +14,6 @@ FACTS = G["facts"]
 CORPUS = G["corpus"]
 # One rule per figure (workflow/rules/report.smk), each with its own code inputs
 # (src/edit_retention/plots/<name>.py), so restyling one figure reruns only that figure.
-FIGURE_NAMES = ["retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",
-                "retention_vs_edit_size"]
 FIGURES = expand("figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", "pdf"])
 # Figures that draw the fitted elasticity curves (the others do not depend on the fits).
 FIGURES_WITH_FITS = {"retention_vs_steps", "retention_vs_k", "retention_vs_edit_size"}
@@ -31,23 +31,12 @@ wildcard_constraints:
     layer="[0-9]+",
 
 
-def code(*parts):
-    """The package's source files a rule runs (inputs, so that changing the code of a stage
-    reruns that stage and its dependants, as a changed parameter does)."""
-    from pathlib import Path
-
-    out = []
-    for part in parts:
-        p = Path("src/edit_retention") / part
-        out += sorted(str(f) for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts) if p.is_dir() else [str(p)]
-    return out
-
-
-CODE_MODEL = code("models.py", "io.py", "memory.py")
-CODE_EDIT = CODE_MODEL + code("editors", "hparams", "stats.py", "records.py")
-CODE_TASKS = CODE_MODEL + code("tasks", "corpus.py", "records.py")
-CODE_FINETUNE = CODE_MODEL + code("finetune.py", "config.py", "single.py", "evaluate.py", "tasks")
-CODE_EVALUATE = CODE_MODEL + code("evaluate.py", "single.py", "records.py")
+def code(family, *extra):
+    """The package's source files a rule family runs: its stage module
+    (src/edit_retention/stages/<family>.py), the CLI and every package module they import,
+    transitively (edit_retention.codeinputs), plus ``extra`` entry modules and the family's
+    data files. Inputs, so that changing a stage's code reruns it and its dependants."""
+    return stage_inputs(family, *extra)
 
 
 def job_mem_mb(wildcards):
@@ -70,8 +59,8 @@ def study_config(wildcards):
 
 def resolved_source(source):
     """A source with a path under ${data_root}/ resolved against the config's data_root
-    (edit_retention.config.resolve_source): the loaders get the path Snakemake watches."""
-    from edit_retention.config import resolve_source
+    (edit_retention.data_root.resolve_source): the loaders get the path Snakemake watches."""
+    from edit_retention.data_root import resolve_source
 
     return resolve_source(source, config.get("data_root"))
 
@@ -79,7 +68,7 @@ def resolved_source(source):
 def source_files(source):
     """Local files a source reads (every file under a directory path), so that editing one
     reruns its dependants."""
-    from edit_retention.config import source_files as files
+    from edit_retention.data_root import source_files as files
 
     return files(source, config.get("data_root"))
 
@@ -314,11 +303,7 @@ def all_stats():
     return sorted(set(out))
 
 
-# Summary, statistics, figures and report (workflow/rules/report.smk).
-CODE_SUMMARY = code("summarize.py", "metrics.py", "inference.py", "io.py")
-CODE_ANALYZE = code("inference.py", "metrics.py", "summarize.py", "io.py")
-
-
+# Summary, claims, figures and report (workflow/rules/report.smk).
 def summary_remedies():
     """The remedies config of the grid's remedies (JSON): claims find their cells by these
     definitions (paraphrase_k, freeze, method), never by remedy names."""
@@ -330,8 +315,8 @@ def summary_tasks():
 
 
 def figure_code(name):
-    extra = ["plots/_contrast.py"] if name in ("freezing", "methods") else []
-    return code(f"plots/{name}.py", "plots/style.py", "plots/__init__.py", *extra)
+    """A figure rule runs plots/<name>.py, imported by name (plots.build)."""
+    return code("figure", f"plots.{name}")
 
 
 def figure_fits(name):
@@ -347,11 +332,6 @@ def paraphrase_lm():
     """The lm generator's settings (paraphrase.lm), or None with the template generator."""
     para = config["paraphrase"]
     return para["lm"] if para.get("generator", "template") == "lm" else None
-
-
-def paraphrase_code(wildcards):
-    """The template generator reads paraphrase.py only; the lm one loads a model too."""
-    return code("paraphrase.py") + (CODE_MODEL + code("paraphrase_lm.py", "config.py", "records.py") if paraphrase_lm() else [])
 
 
 def paraphrase_model(wildcards):

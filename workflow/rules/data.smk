@@ -2,6 +2,8 @@
 
 
 rule prepare_model:
+    input:
+        code=code("prepare_model"),
     output:
         directory("data/models/{model}/base"),
     params:
@@ -14,7 +16,7 @@ rule prepare_model:
 
 rule prepare_facts:
     input:
-        code=code("facts", "records.py"),
+        code=code("prepare_facts"),
         files=fact_source_files,
     output:
         "data/facts/{facts}/records.jsonl",
@@ -30,7 +32,7 @@ rule prepare_facts:
 # writes more; its prepared folder is then an input, see paraphrase_model in common.smk).
 rule generate_paraphrases:
     input:
-        code=paraphrase_code,
+        code=code("generate_paraphrases"),
         records="data/facts/{facts}/records.jsonl",
         model=paraphrase_model,
     output:
@@ -49,6 +51,7 @@ rule generate_paraphrases:
 
 rule build_corpus:
     input:
+        code=code("build_corpus"),
         records="data/facts/{facts}/records.jsonl",
         files=corpus_source_files,
     output:
@@ -70,7 +73,7 @@ rule build_corpus:
 
 rule select_intrinsic:
     input:
-        code=CODE_MODEL + code("select.py", "evaluate.py"),
+        code=code("select_intrinsic"),
         model="data/models/{model}/base",
         records="data/facts/{facts}/records.jsonl",
     output:
@@ -98,7 +101,7 @@ rule select_intrinsic:
 
 rule layer_stats:
     input:
-        code=CODE_MODEL + code("stats.py"),
+        code=code("layer_stats"),
         model="data/models/{model}/base",
         corpus="data/corpus/{corpus}/{facts}/train.jsonl",
     output:

@@ -3,7 +3,7 @@
 
 rule apply_edits:
     input:
-        code=CODE_EDIT,
+        code=code("apply_edits"),
         model="data/models/{model}/base",
         requests="data/select/{model}/{facts}/edit.jsonl",
         paraphrases="data/facts/{facts}/paraphrases.jsonl",
@@ -31,7 +31,7 @@ rule apply_edits:
 # edit and control sets, and shared by every edit that uses it.
 rule train_mend:
     input:
-        code=CODE_EDIT + code("mend_train.py"),
+        code=code("train_mend"),
         model="data/models/{model}/base",
         records="data/facts/{facts}/records.jsonl",
         edit="data/select/{model}/{facts}/edit.jsonl",

@@ -3,7 +3,7 @@
 
 rule evaluate_base:
     input:
-        code=CODE_EVALUATE,
+        code=code("evaluate"),
         model="data/models/{model}/base",
         edited="data/select/{model}/{facts}/edit.jsonl",
         control="data/select/{model}/{facts}/control.jsonl",
@@ -26,7 +26,7 @@ rule evaluate_base:
 
 rule evaluate_edited:
     input:
-        code=CODE_EVALUATE,
+        code=code("evaluate"),
         model="data/models/{model}/base",
         edit="data/edits/{model}/{facts}/{editor}/k{k}",
         edited="data/select/{model}/{facts}/edit.jsonl",
@@ -50,7 +50,7 @@ rule evaluate_edited:
 
 rule evaluate_finetuned:
     input:
-        code=CODE_EVALUATE,
+        code=code("evaluate"),
         model="data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/model",
         edited="data/select/{model}/{facts}/edit.jsonl",
         control="data/select/{model}/{facts}/control.jsonl",

@@ -7,7 +7,7 @@
 
 rule build_task_data:
     input:
-        code=CODE_TASKS,
+        code=code("build_task_data"),
         records="data/facts/{facts}/records.jsonl",
         files=task_source_files,
     output:
@@ -32,7 +32,7 @@ rule build_task_data:
 rule finetune:
     input:
         unpack(task_data),
-        code=CODE_FINETUNE,
+        code=code("finetune"),
         model="data/models/{model}/base",
         edit=finetune_edit,
         edited="data/select/{model}/{facts}/edit.jsonl",

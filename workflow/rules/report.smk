@@ -9,7 +9,7 @@ report: "../report/workflow.rst"
 rule summarize:
     input:
         cell_files(),
-        code=CODE_SUMMARY,
+        code=code("summarize"),
         records=f"data/facts/{FACTS}/records.jsonl",
     output:
         csv="data/results/summary.csv",
@@ -31,9 +31,9 @@ rule summarize:
         " --out-problems {output.problems} 2> {log}"
 
 
-rule analyze:
+rule claims:
     input:
-        code=CODE_ANALYZE,
+        code=code("claims"),
         cells="data/results/cells.csv",
         facts="data/results/facts.csv",
     output:
@@ -42,7 +42,7 @@ rule analyze:
         fits="data/results/elasticity.json",
         fits_csv="data/results/elasticity.csv",
     log:
-        "logs/analyze.log",
+        "logs/claims.log",
     shell:
         "{PY} -m edit_retention analyze --cells {input.cells} --facts {input.facts}"
         " --out-claims {output.claims} --out-claims-json {output.claims_json}"
@@ -73,7 +73,7 @@ for _name in FIGURE_NAMES:
 
 rule report:
     input:
-        code=code("report.py", "io.py"),
+        code=code("report"),
         cells="data/results/cells.csv",
         claims="data/results/claims.csv",
         fits="data/results/elasticity.json",
@@ -98,7 +98,7 @@ rule report:
 rule results_tables:
     input:
         rules.summarize.output,
-        rules.analyze.output,
+        rules.claims.output,
 
 
 rule figures:

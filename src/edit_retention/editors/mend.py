@@ -35,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
@@ -46,9 +45,9 @@ from torch import nn
 
 from ..io import InputError
 from ..models import arch_of, check_layers, get_module
+from .mend_net import FORMAT, load_hypernet, net_from
 from .base import EditError, EditResult, Row, encode_row, frozen_eval, pad_rows, row_target_logprob, validate_requests
 
-FORMAT = "edit_retention.mend_hypernet/1"
 MLP_WEIGHTS = ("all", "out")
 
 
@@ -140,93 +139,6 @@ def edit_targets(model, layers: list[int], mlp_weights: str) -> list[Target]:
 def net_key(t: Target) -> str:
     """Hypernetworks are shared between weights of one shape (the paper's ``shared``)."""
     return f"{t.d_in}x{t.d_out}"
-
-
-# ---------------------------------------------------------------------------- hypernetwork
-class LowRankResidual(nn.Module):
-    """x + act(((x U^T) V^T + b) * scale[mode] + shift[mode]); V = 0 at init (identity)."""
-
-    def __init__(self, dim: int, rank: int, n_modes: int, relu: bool, generator: torch.Generator | None = None):
-        super().__init__()
-        self.u = nn.Parameter(torch.randn(rank, dim, generator=generator) / math.sqrt(dim))
-        self.v = nn.Parameter(torch.zeros(dim, rank))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.mode_scale = nn.Parameter(torch.ones(n_modes, dim))
-        self.mode_shift = nn.Parameter(torch.zeros(n_modes, dim))
-        self.relu = relu
-
-    def forward(self, x: torch.Tensor, mode: int) -> torch.Tensor:
-        pre = (x @ self.u.T) @ self.v.T + self.bias
-        pre = pre * self.mode_scale[mode] + self.mode_shift[mode]
-        return x + (torch.relu(pre) if self.relu else pre)
-
-
-class GradTransform(nn.Module):
-    """Normalise (x, delta), pass [x; delta] through n_hidden + 1 residual low-rank layers
-    (ReLU on the hidden ones), split back into pseudo (x~, delta~)."""
-
-    def __init__(self, x_dim: int, delta_dim: int, n_modes: int, rank: int, n_hidden: int,
-                 generator: torch.Generator | None = None):
-        super().__init__()
-        self.x_dim, self.delta_dim = x_dim, delta_dim
-        dim = x_dim + delta_dim
-        self.layers = nn.ModuleList([LowRankResidual(dim, min(rank, dim), n_modes, i < n_hidden, generator)
-                                     for i in range(n_hidden + 1)])
-        for name, d in (("x", x_dim), ("d", delta_dim)):          # running statistics (Chan et al.)
-            self.register_buffer(f"{name}_mean", torch.zeros(d, dtype=torch.float64))
-            self.register_buffer(f"{name}_m2", torch.zeros(d, dtype=torch.float64))
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-
-    @torch.no_grad()
-    def update_stats(self, x: torch.Tensor, d: torch.Tensor) -> None:
-        n_b = x.shape[0]
-        if n_b == 0:
-            return
-        n_a, n = self.count.clone(), self.count + n_b
-        for name, v in (("x", x.double()), ("d", d.double())):
-            mean_a, m2_a = getattr(self, f"{name}_mean"), getattr(self, f"{name}_m2")
-            mean_b = v.mean(0)
-            diff = mean_b - mean_a
-            mean_a.add_(diff * n_b / n)
-            m2_a.add_(((v - mean_b) ** 2).sum(0) + diff ** 2 * n_a * n_b / n)
-        self.count.copy_(n)
-
-    def forward(self, x: torch.Tensor, d: torch.Tensor, mode: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if float(self.count) < 2:
-            raise EditError("mend: the hypernetwork has no normalisation statistics (train it with mend_train)")
-        std = lambda m2: (m2 / (self.count - 1)).sqrt().float() + 1e-7  # noqa: E731
-        h = torch.cat([(x.float() - self.x_mean.float()) / std(self.x_m2),
-                       (d.float() - self.d_mean.float()) / std(self.d_m2)], dim=-1)
-        for layer in self.layers:
-            h = layer(h, mode)
-        return h[:, :self.x_dim], h[:, self.x_dim:]
-
-
-class MendNet(nn.Module):
-    """All hypernetworks of one MEND editor plus the learned per-weight edit steps.
-
-    ``spec`` is the ``"net"`` part of a hypernet config (:func:`net_spec`)."""
-
-    def __init__(self, spec: dict, generator: torch.Generator | None = None):
-        super().__init__()
-        self.spec = spec
-        self.nets = nn.ModuleDict({key: GradTransform(v["x_dim"], v["delta_dim"], v["n_modes"], spec["rank"],
-                                                      spec["n_hidden"], generator)
-                                   for key, v in spec["nets"].items()})
-        self.edit_lrs = nn.Parameter(torch.full((len(spec["weights"]),), float(spec["edit_lr"])))
-
-    def update_stats(self, factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        for w in self.spec["weights"]:
-            self.nets[w["net"]].update_stats(*factors[w["param"]])
-
-    def forward(self, factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Weight updates -alpha_w * sum_t delta~_t x~_t^T, each (d_out, d_in), float32."""
-        out = {}
-        for i, w in enumerate(self.spec["weights"]):
-            x, d = factors[w["param"]]
-            xt, dt = self.nets[w["net"]](x, d, w["mode"])
-            out[w["param"]] = -self.edit_lrs[i] * (dt.T @ xt)
-        return out
 
 
 def net_spec(model, targets: list[Target], rank: int, n_hidden: int, edit_lr: float) -> dict:
@@ -347,8 +259,6 @@ class MendEditor:
 
     def edit(self, model, tok, requests: list[dict], hp: MendHparams | None = None,
              stats: dict[int, torch.Tensor] | None = None, state: dict | None = None) -> EditResult:
-        from ..mend_train import load_hypernet, net_from  # mend_train imports this module
-
         t0 = time.perf_counter()
         hp = hp or MendHparams()
         requests = validate_requests(requests, self.name)

@@ -21,7 +21,8 @@ import time
 import torch
 
 from ..io import InputError
-from .base import EditResult, deltas_applied
+from ..models import load_model
+from .base import EditResult, apply_deltas, deltas_applied, load_edit
 
 REGIMES = ("batch", "sequential", "single")
 SEP = "::"
@@ -87,3 +88,18 @@ def single_deltas(result: EditResult) -> list[tuple[str, dict[str, torch.Tensor]
         case, name = key.split(SEP, 1)
         out[int(case[len("case"):])][1][name] = d
     return out
+
+
+def is_single(edit) -> bool:
+    """Whether a loaded edit holds one delta set per fact (the single regime)."""
+    return edit is not None and edit.log.get("regime") == "single"
+
+
+def load_edited(model_dir, edit_dir=None, device: str = "cpu"):
+    """(model, tok, edit) with the edit's deltas applied, except in the single regime (one
+    delta set per fact; ``single_deltas``), where the caller applies them per fact."""
+    model, tok = load_model(model_dir, device=device)
+    edit = load_edit(edit_dir) if edit_dir else None
+    if edit is not None and not is_single(edit):
+        apply_deltas(model, edit.deltas)
+    return model, tok, edit

@@ -29,7 +29,7 @@ Source types (``SOURCES``; the module of each documents its field mapping):
 for ``jsonl``) or a Hugging Face hub
 dataset (``hf`` with optional ``split``, default "train", and ``revision``); see
 ``facts.common``. A ``path`` may start with ``${data_root}/``, replaced by the study's
-top-level ``data_root`` (``config.resolve_data_root``; pass ``data_root=`` here).
+top-level ``data_root`` (``data_root.resolve_data_root``; pass ``data_root=`` here).
 
 Keys every source takes:
 
@@ -110,7 +110,7 @@ def _check_source(source: Any) -> tuple[Callable, int | None, int | None]:
 def load_facts(source: dict, stats: dict | None = None, data_root: str | None = None) -> list[dict]:
     """Load, validate and cut a fact source; fill ``stats`` if given. A ``path`` starting
     with ``${data_root}/`` is resolved against ``data_root``."""
-    from ..config import resolve_source
+    from ..data_root import resolve_source
     from ..paraphrase import distinct_paraphrases
 
     loader, limit, min_paraphrases = _check_source(source)

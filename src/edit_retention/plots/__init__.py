@@ -20,7 +20,7 @@ figure whose cells the grid lacks renders a "not in this grid" panel, never an e
 
 Which cells each figure uses is decided by the remedy traits in cells.csv
 (paraphrase_k, freeze, method; from the remedies config), never by remedy names.
-Intervals are the two-way (facts x seeds) bootstrap intervals of ``inference``.
+Intervals are the two-way (facts x seeds) bootstrap intervals of ``bootstrap``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 
 from ..io import InputError
-from ..summarize import read_table
+from ..tables import read_table
 from . import style
 
 FIGURES = ["retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",

@@ -52,16 +52,5 @@ def build_task_data(task: Task, source: dict, records: list[dict], n_train: int,
     return _build_supervised(task, source, records, n_train, n_eval, seed)
 
 
-def check_task_config(name: str, cfg: dict, where: str) -> None:
-    """Checks of one ``tasks.<name>`` entry that the schema cannot express."""
-    from ..finetune import FinetuneArgs
-
-    task = get_task(cfg["type"])
-    FinetuneArgs.from_dict(cfg.get("params", {}), where=f"{where}: tasks.{name}.params")
-    src = cfg.get("source")
-    if src is not None and not hasattr(task, "build_data"):
-        check_source(task, src, f"{where}: tasks.{name}.source")
-
-
-__all__ = ["TASKS", "Task", "get_task", "build_task_data", "check_examples", "check_task_config", "pack_blocks",
+__all__ = ["TASKS", "Task", "get_task", "build_task_data", "check_examples", "pack_blocks",
            "DEFAULT_SOURCE"]

@@ -23,7 +23,8 @@ of minutes); the paper-scale sets (hparams/mend/gpt2-xl.yaml ...) are GPU jobs.
 Usage::
 
     from edit_retention.editors import make_hparams
-    from edit_retention.mend_train import train_mend, save_hypernet, load_hypernet
+    from edit_retention.editors.mend_train import train_mend
+    from edit_retention.editors.mend_net import save_hypernet, load_hypernet
     hp = make_hparams("mend", {"layers": [27, 28, 29], "train_steps": 300})
     tensors, config = train_mend(model, tok, train_requests, hp, seed=0, val_requests=val)
     save_hypernet("data/mend/smollm2-135m/seed0", tensors, config)
@@ -32,59 +33,20 @@ Usage::
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from .editors.base import EditError, encode_row, frozen_eval, pad_rows, row_target_logprob, validate_requests
-from .editors.mend import (FORMAT, MendHparams, MendNet, Target, capture_factors, edit_targets, fingerprint,
-                           net_spec, updates_applied)
-from .io import InputError, atomic_dir, read_json, write_json
-from .records import fill
+from ..io import InputError
+from ..records import fill
+from .base import EditError, encode_row, frozen_eval, pad_rows, row_target_logprob, validate_requests
+from .mend import (MendHparams, Target, capture_factors, edit_targets, fingerprint, net_spec,
+                   updates_applied)
+from .mend_net import FORMAT, MendNet, net_from
 
 log = logging.getLogger(__name__)
-TENSORS, CONFIG = "hypernet.safetensors", "config.json"
-
-
-# ---------------------------------------------------------------------------- save / load
-def save_hypernet(out_dir: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict) -> None:
-    """Write ``hypernet.safetensors`` and ``config.json`` into ``out_dir`` atomically."""
-    t = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_dir(out_dir) as tmp:
-        save_file(t, str(tmp / TENSORS), metadata={"format": FORMAT})
-        write_json(tmp / CONFIG, config)
-
-
-def load_hypernet(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, config) of a folder written by :func:`save_hypernet`; InputError naming
-    the path when it is missing or unreadable."""
-    path = Path(path)
-    for f in (TENSORS, CONFIG):
-        if not (path / f).is_file():
-            raise InputError(f"{path}: not a MEND hypernetwork folder (no {f}); run the train_mend stage")
-    config = read_json(path / CONFIG)
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise InputError(f"{path / CONFIG}: not a MEND hypernetwork config (expected format {FORMAT!r})")
-    try:
-        tensors = load_file(str(path / TENSORS))
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise InputError(f"{path / TENSORS}: unreadable safetensors file ({e})") from e
-    return tensors, config
-
-
-def net_from(tensors: dict[str, torch.Tensor], config: dict, where: str = "<hypernet>") -> MendNet:
-    """The :class:`MendNet` of a saved hypernetwork (CPU); InputError if the tensors do not fit."""
-    try:
-        net = MendNet(config["net"])
-        net.load_state_dict(tensors, strict=True)
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise InputError(f"{where}: the hypernetwork tensors do not match its config ({e})") from e
-    return net
 
 
 # ---------------------------------------------------------------------------- one MEND edit

@@ -1,0 +1,47 @@
+"""apply_edits: model + requests (+ layer statistics) -> weight deltas and an edit log.
+
+The requests are the edit facts, each with its first k augmentation paraphrases
+(``edit_requests``); the regime (batch, sequential, single) is ``editors.regimes``'.
+"""
+from __future__ import annotations
+
+from ..editors import edited_layers, get_editor, make_hparams, save_edit
+from ..editors.passes import count_passes
+from ..editors.regimes import run_regime
+from ..io import InputError, read_jsonl
+from ..models import check_layers, load_model
+from ..records import read_records
+from ..stats import load_stats
+
+
+def edit_requests(edit_records: list[dict], paraphrases: list[dict], k: int) -> list[dict]:
+    """Editor requests: each fact with its first k augmentation paraphrases."""
+    aug = {p["case_id"]: p["augment"] for p in paraphrases}
+    reqs = []
+    for r in edit_records:
+        a = aug.get(r["case_id"])
+        if a is None:
+            raise InputError(f"paraphrases: no row for case_id {r['case_id']!r}")
+        if len(a) < k:
+            raise InputError(f"paraphrases: case_id {r['case_id']!r} has {len(a)} augmentation paraphrases, k={k} asked")
+        reqs.append({"case_id": r["case_id"], "subject": r["subject"], "prompt": r["prompt"],
+                     "target_new": r["target_new"], "target_true": r["target_true"], "aug_prompts": a[:k]})
+    return reqs
+
+
+def run(a) -> None:
+    hp = make_hparams(a.editor, a.hparams, a.hparams_set)
+    model, tok = load_model(a.model, device=a.device)
+    check_layers(model, edited_layers(hp), where=f"editors.{a.editor} layers")
+    stats = None
+    if a.stats:
+        stats = {}
+        for p in a.stats:
+            s, _ = load_stats(p)
+            stats.update(s)
+    reqs = edit_requests(read_records(a.requests), read_jsonl(a.paraphrases), a.k)
+    with count_passes(model) as passes:
+        res = run_regime(get_editor(a.editor), model, tok, reqs, hp, stats, a.regime, a.batch_size)
+    res.log.update({"k": a.k, "n_requests": len(reqs), "passes": passes,
+                    "seconds_per_request": res.log["seconds"] / max(len(reqs), 1)})
+    save_edit(res, a.out)

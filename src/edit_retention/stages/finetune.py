@@ -1,0 +1,147 @@
+"""finetune: an edited model + task data (+ method, freezing) -> task metrics, training log,
+checkpoint scores and the fine-tuned weights (temporary; scored by the evaluate stage).
+
+An edit in the single regime (one delta set per fact) is fine-tuned once per fact; those
+per-fact models are scored here (``SINGLE_SCORES`` in the model folder) and not kept.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..editors import apply_deltas
+from ..editors.regimes import is_single, load_edited, single_deltas
+from ..evaluate import build_items, score_items
+from ..finetune import FinetuneArgs, MethodSpec, finetune, task_metrics
+from ..freezing import resolve_freeze
+from ..io import InputError, atomic_dir, read_jsonl, read_texts, write_json, write_jsonl
+from ..models import num_layers
+from ..records import read_records
+from ..single import SINGLE_SCORES, check_cases, pair_controls
+from ..tasks import check_examples, get_task
+
+log = logging.getLogger(__name__)
+
+
+def task_examples(task, path):
+    """Training / held-out examples of a task from a JSONL (passages for causal_lm)."""
+    if task.type == "causal_lm":
+        return read_texts(path)
+    return check_examples(task, read_jsonl(path), path)
+
+
+def _facts(a, why: str):
+    for opt in ("edited", "control", "paraphrases"):
+        if not getattr(a, opt):
+            raise InputError(f"finetune: {why} needs --{opt} (the facts are scored in this job)")
+    return read_records(a.edited), read_records(a.control), {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
+
+
+def _write_steps(out_steps, files: dict) -> None:
+    """The checkpoint folder: step-<N>.jsonl (moved from scratch, or rows) + index.json."""
+    with atomic_dir(out_steps) as tmp:
+        for step, f in sorted(files.items()):
+            if isinstance(f, Path):
+                shutil.move(str(f), tmp / f.name)
+            else:
+                write_jsonl(tmp / f"step-{step}.jsonl", f)
+        write_json(tmp / "index.json", {"steps": sorted(files)})
+
+
+def run(a) -> None:
+    args = FinetuneArgs.from_dict(a.params, where="finetune params")
+    method = MethodSpec.parse(a.method, where="finetune --method")
+    task = get_task(a.task_type)
+    train, held = task_examples(task, a.train), task_examples(task, a.eval)
+    model, tok, edit = load_edited(a.model, a.edit, a.device)
+    edited = edit.log["edited_layers"] if edit is not None else None
+    frozen, non_layer = resolve_freeze(a.freeze, edited, num_layers(model), where="finetune --freeze")
+    kw = {"task": task, "method": method, "freeze_non_layer": non_layer}
+    if args.checkpoint_steps() and not a.out_steps:
+        raise InputError("finetune: checkpoint_every > 0 needs --out-steps (a folder for the checkpoint scores)")
+    if is_single(edit):
+        _run_single(a, model, tok, edit, train, held, args, frozen, kw)
+    else:
+        _run(a, model, tok, train, held, args, frozen, kw)
+
+
+def _run_single(a, model, tok, edit, train, held, args, frozen, kw) -> None:
+    """One fine-tune per fact; the per-fact models are scored here and not kept."""
+    edited, control, para = _facts(a, "an edit in the single regime")
+    step_rows: dict = {}
+    rows, logs = finetune_single(model, tok, edited, control, para, single_deltas(edit), train, held, args,
+                                 a.seed, frozen, a.batch_size, checkpoint_rows=step_rows, **kw)
+    with atomic_dir(a.out_model) as tmp:
+        write_jsonl(tmp / SINGLE_SCORES, rows)
+    if a.out_steps:
+        _write_steps(a.out_steps, step_rows)
+    flat = [task_metrics(g) for g in logs]
+    write_json(a.out_metrics, {k: sum(f[k] for f in flat) / len(flat) for k in flat[0]})
+    write_json(a.out_log, {"regime": "single", "runs": logs})
+
+
+def finetune_single(model, tok, edited, control, paraphrases, per_case, train_texts, eval_texts,
+                    args, seed: int, frozen_layers: list[int], batch_size: int = 32,
+                    checkpoint_rows: dict | None = None, **finetune_kw):
+    """Fine-tune base + delta_i for each fact i; score fact i and its controls after each run.
+
+    ``train_texts``/``eval_texts`` are the task's examples (passages for causal_lm);
+    ``finetune_kw`` (task, method, freeze_non_layer) go to ``finetune.finetune``. With
+    ``checkpoint_rows`` (a dict) and ``args.checkpoint_every``, fact i is also scored at
+    each checkpoint of its own run: ``checkpoint_rows[step]`` collects those rows.
+    Returns (score rows, one training log per fact). The model is restored to its exact
+    starting weights before returning.
+    """
+    check_cases(edited, per_case)
+    start = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    rows, logs = [], []
+    try:
+        for rec, ctrl, (cid, deltas) in tqdm(list(zip(edited, pair_controls(edited, control), per_case)),
+                                             desc="single-regime fine-tunes"):
+            model.load_state_dict(start)
+            apply_deltas(model, deltas)
+            items = build_items([rec], ctrl, paraphrases)
+            on_ckpt = None
+            if checkpoint_rows is not None:
+                def on_ckpt(step, net, items=items):
+                    checkpoint_rows.setdefault(step, []).extend(score_items(net, tok, items, batch_size, progress=False))
+            out = finetune(model, tok, train_texts, eval_texts, args, seed, frozen_layers, progress=False,
+                           on_checkpoint=on_ckpt, **finetune_kw)
+            out.pop("train_loss", None)
+            logs.append({"case_id": cid, **out})
+            rows += score_items(model, tok, items, batch_size, progress=False)
+    finally:
+        with torch.no_grad():
+            model.load_state_dict(start)
+    return rows, logs
+
+
+def _run(a, model, tok, train, held, args, frozen, kw) -> None:
+    on_checkpoint, step_files, scratch = None, {}, None
+    if args.checkpoint_steps():
+        items = build_items(*_facts(a, "checkpoints"))
+        scratch = Path(tempfile.mkdtemp(prefix=".steps.", dir=Path(a.out_metrics).parent))
+
+        def on_checkpoint(step, net):
+            f = scratch / f"step-{step}.jsonl"
+            write_jsonl(f, score_items(net, tok, items, a.batch_size, progress=False))
+            step_files[step] = f
+            log.info("checkpoint at step %d scored", step)
+    try:
+        out = finetune(model, tok, train, held, args, a.seed, frozen, on_checkpoint=on_checkpoint, **kw)
+        with atomic_dir(a.out_model) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+        if a.out_steps:
+            _write_steps(a.out_steps, step_files)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    # Task scores (flat numbers) for the summary; the full training log beside them.
+    write_json(a.out_metrics, task_metrics(out))
+    write_json(a.out_log, out)
