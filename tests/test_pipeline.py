@@ -161,6 +161,31 @@ def test_changed_stage_code_reruns_only_its_dependants(repo):
     assert planned_rules(repo) == {}
 
 
+def _plan_after_change(repo, rel: str) -> dict[str, int]:
+    """The dry-run plan after a one-line change to a package file (restored after)."""
+    f = repo / rel
+    original = f.read_text()
+    f.write_text(original + "\n# a changed line\n")
+    try:
+        return planned_rules(repo)
+    finally:
+        f.write_text(original)
+
+
+def test_changed_module_plans_exactly_its_importers(repo):
+    """Code inputs come from the imports (edit_retention.codeinputs): a changed module replans
+    the rules whose stage imports it, and their dependants, and nothing else."""
+    plan = _plan_after_change(repo, "src/edit_retention/metrics.py")   # select, summary, claims import it
+    assert {"select_intrinsic", "summarize", "claims", "report"} <= set(plan)
+    assert not {"prepare_model", "prepare_facts", "build_corpus", "generate_paraphrases", "layer_stats"} & set(plan)
+    assert _plan_after_change(repo, "src/edit_retention/plots/freezing.py") == {"figure_freezing": 1, "all": 1}
+    assert _plan_after_change(repo, "src/edit_retention/stages/report.py") == {"report": 1, "all": 1}
+    plan = _plan_after_change(repo, "src/edit_retention/claims.py")
+    assert plan == {"claims": 1, "report": 1, "figure_retention_vs_steps": 1, "figure_retention_vs_k": 1,
+                    "figure_retention_vs_edit_size": 1, "all": 1}
+    assert planned_rules(repo) == {}
+
+
 def test_edited_fact_file_reruns_only_invalidated_stages(repo):
     f = repo / "sources/facts.jsonl"
     original = f.read_text()

@@ -14,7 +14,7 @@ from edit_retention.finetune import FinetuneArgs, finetune, task_metrics
 from edit_retention.io import InputError
 from edit_retention.tasks import TASKS, build_task_data, check_examples, get_task
 from edit_retention.tasks.arithmetic import final_answer
-from edit_retention.tasks.base import IGNORE, encode_supervised
+from edit_retention.tasks.encoding import IGNORE, encode_supervised
 from edit_retention.tasks.qa import normalise_answer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,6 +18,7 @@ from .bootstrap import N_BOOT, group_estimate
 from .phases import phase_order, phase_step
 
 CELL_KEYS = ["model", "editor", "task", "remedy"]
+LABELS = CELL_KEYS + ["seed"]          # a summary row's labels
 GROUP_KEYS = CELL_KEYS + ["knowledge", "phase", "metric"]
 TRAIT_COLUMNS = ["paraphrase_k", "freeze", "method", "n_edits", "step"]
 CELL_COLUMNS = GROUP_KEYS + ["value", "std", "seed_std", "ci_low", "ci_high", "n", "n_facts", "n_seeds",

@@ -21,7 +21,7 @@ import logging
 import sys
 
 from .io import InputError
-from .memory import batch_size_arg, is_out_of_memory, set_job_memory
+from .memory import batch_size_arg, is_out_of_memory, out_of_memory_message, set_job_memory
 
 log = logging.getLogger("edit_retention")
 
@@ -62,6 +62,11 @@ def _json(s: str):
 def _method_arg(s: str):
     """--method: a bare name (lora) or JSON ("lora", {"type": "lora", ...})."""
     return s if s in ("full", "lora", "dora") else _json(s)
+
+
+def required(s, *flags, type=str) -> None:
+    for f in flags:
+        s.add_argument(f, type=type, required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,22 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("corpus", "build the unrelated-text corpus, filtered against the facts")
     s.add_argument("--source", type=_json, required=True)
     s.add_argument("--records", required=True)
-    s.add_argument("--n-train", type=int, required=True)
-    s.add_argument("--n-eval", type=int, required=True)
+    required(s, "--n-train", "--n-eval", type=int)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out-train", required=True)
-    s.add_argument("--out-eval", required=True)
+    required(s, "--out-train", "--out-eval")
     s.add_argument("--out-meta")
     s = add("task-data", "build a fine-tuning task's train / held-out examples, filtered against the facts")
     s.add_argument("--type", required=True, help="task type (causal_lm, instruction, math, classification, qa)")
     s.add_argument("--source", type=_json, required=True, help="task source JSON (builtin | file | hf)")
     s.add_argument("--records", required=True)
-    s.add_argument("--n-train", type=int, required=True)
-    s.add_argument("--n-eval", type=int, required=True)
+    required(s, "--n-train", "--n-eval", type=int)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out-train", required=True)
-    s.add_argument("--out-eval", required=True)
-    s.add_argument("--out-meta", required=True)
+    required(s, "--out-train", "--out-eval", "--out-meta")
     for name, help in (("select", "pick edit and intrinsic control facts the base model knows"),
                        ("stats", "second-moment statistics of one layer's MLP keys"),
                        ("train-mend", "train MEND's hypernetwork on facts outside the study's sets"),
@@ -139,8 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--batch-size", type=batch_size_arg, default=32, help="items per pass, or auto")
     s = sub.choices["select"]
     s.add_argument("--records", required=True)
-    s.add_argument("--n-edit", type=int, required=True)
-    s.add_argument("--n-control", type=int, required=True)
+    required(s, "--n-edit", "--n-control", type=int)
     s.add_argument("--all-facts", action="store_true",
                    help="draw from all facts, not only those the base model knows (random test models)")
     s.add_argument("--seed", type=int, default=0)
@@ -188,8 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="none | edited | non_edited (= edited: train only the non-edited layers) | only_edited "
                         "| layers:A-B[,C...] (explicit blocks to freeze)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out-model", required=True)
-    s.add_argument("--out-metrics", required=True)
+    required(s, "--out-model", "--out-metrics")
     s.add_argument("--out-log", required=True, help="full training log (JSON)")
     s.add_argument("--out-steps", help="folder for checkpoint scores step-<N>.jsonl (+ index.json)")
     s.add_argument("--edited", help="edited facts (needed for an edit in the single regime)")
@@ -199,16 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scoring batch size (single regime, checkpoints), or auto")
     s = sub.choices["evaluate"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
-    s.add_argument("--edited", required=True)
-    s.add_argument("--control", required=True)
-    s.add_argument("--paraphrases", required=True)
-    s.add_argument("--out", required=True)
+    required(s, "--edited", "--control", "--paraphrases", "--out")
     s = add("summarize", "summary.csv, metrics.json, cells.csv (CIs), facts.csv, problems.csv")
     s.add_argument("--cell", action="append", required=True,
                    help="model=..,editor=..,task=..,remedy=..,seed=..,base=F,edited=F,step-<N>=F,...,"
                         "finetuned=F,task_metrics=F")
-    s.add_argument("--out-csv", required=True)
-    s.add_argument("--out-metrics", required=True)
+    required(s, "--out-csv", "--out-metrics")
     s.add_argument("--out-cells", help="cell table with CIs (default: cells.csv beside --out-csv)")
     s.add_argument("--out-facts", help="per-fact units (default: facts.csv beside --out-csv)")
     s.add_argument("--out-problems", help="named problems (default: problems.csv beside --out-csv)")
@@ -222,8 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates per cell")
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     s = add("analyze", "claims table and elasticity fits from cells.csv and facts.csv")
-    s.add_argument("--cells", required=True)
-    s.add_argument("--facts", required=True)
+    required(s, "--cells", "--facts")
     s.add_argument("--out-claims", required=True, help="claims.csv (every scope and contrast)")
     s.add_argument("--out-claims-json", required=True, help="primary verdicts (DVC metrics)")
     s.add_argument("--out-elasticity", required=True, help="fitted curves (JSON)")
@@ -238,15 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 "methods | retention_vs_edit_size")
     s.add_argument("--cells", required=True)
     s.add_argument("--fits", help="elasticity.json (fitted curves drawn where present)")
-    s.add_argument("--out-png", required=True)
-    s.add_argument("--out-pdf", required=True)
+    required(s, "--out-png", "--out-pdf")
     s = add("figures", "render every figure from cells.csv")
     s.add_argument("--cells", required=True)
     s.add_argument("--fits")
     s.add_argument("--out-dir", required=True)
     s = add("report", "results.md: claims, headline numbers with CIs, grid, versions, problems")
-    s.add_argument("--cells", required=True)
-    s.add_argument("--claims", required=True)
+    required(s, "--cells", "--claims")
     s.add_argument("--elasticity")
     s.add_argument("--problems")
     s.add_argument("--config", type=_json, help="the study config (JSON)")
@@ -273,25 +264,6 @@ def main(argv=None) -> int:
     except (MemoryError, RuntimeError) as e:
         if not is_out_of_memory(e):
             raise
-        print(f"error: {out_of_memory_message(a, e)}", file=sys.stderr)
+        print(f"error: {out_of_memory_message(a.cmd, getattr(a, 'device', 'cpu'), e)}", file=sys.stderr)
         return 3
     return 0
-
-
-# Config settings that bound each stage's memory, for the out-of-memory message.
-MEMORY_SETTINGS = {
-    "select": "select.batch_size (or set it to auto)", "stats": "stats.batch_size (or auto) or stats.max_len",
-    "edit": "the edit regime (edit.regime: sequential with a smaller edit.batch_size) or select.n_edit",
-    "finetune": "tasks.<task>.params.micro_batch_size (a number, or auto: the optimiser batch is kept), "
-                "seq_len, or a LoRA method",
-    "evaluate": "evaluate.batch_size (or set it to auto)",
-}
-
-
-def out_of_memory_message(a, e: BaseException) -> str:
-    device = getattr(a, "device", "cpu")
-    setting = MEMORY_SETTINGS.get(a.cmd, "the stage's batch size")
-    more = ("or run on a larger GPU / set device: cpu" if str(device).startswith(("cuda", "auto"))
-            else "or run on a machine with more memory (device: cuda or auto uses a GPU)")
-    return (f"{a.cmd}: out of memory on device {device!r} ({type(e).__name__}: {str(e)[:200]}). "
-            f"Lower {setting} in the study config, {more}.")

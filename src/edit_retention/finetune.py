@@ -48,7 +48,7 @@ from .io import InputError
 from .memory import AUTO, auto_batch_size, parse_batch_size, sequence_bytes, train_state_bytes, with_backoff
 from .models import arch_of, autocast, check_precision, layer_of_param
 from .tasks import get_task
-from .tasks.base import IGNORE, trim
+from .tasks.encoding import IGNORE, trim
 
 METHODS = ("full", "lora", "dora")
 

@@ -226,3 +226,22 @@ def backoff_chunks(n_items: int, size: int, fn, where: str):
         yield start, n, result
         size = n
         start += n
+
+
+# Config settings that bound each stage's memory, for the out-of-memory message.
+MEMORY_SETTINGS = {
+    "select": "select.batch_size (or set it to auto)", "stats": "stats.batch_size (or auto) or stats.max_len",
+    "edit": "the edit regime (edit.regime: sequential with a smaller edit.batch_size) or select.n_edit",
+    "finetune": "tasks.<task>.params.micro_batch_size (a number, or auto: the optimiser batch is kept), "
+                "seq_len, or a LoRA method",
+    "evaluate": "evaluate.batch_size (or set it to auto)",
+}
+
+
+def out_of_memory_message(stage: str, device: str, e: BaseException) -> str:
+    """What to lower (or where to run) when ``stage`` ran out of memory on ``device``."""
+    setting = MEMORY_SETTINGS.get(stage, "the stage's batch size")
+    more = ("or run on a larger GPU / set device: cpu" if str(device).startswith(("cuda", "auto"))
+            else "or run on a machine with more memory (device: cuda or auto uses a GPU)")
+    return (f"{stage}: out of memory on device {device!r} ({type(e).__name__}: {str(e)[:200]}). "
+            f"Lower {setting} in the study config, {more}.")

@@ -86,12 +86,12 @@ import pandas as pd
 
 from . import metrics as M
 from .bootstrap import N_BOOT
-from .cells import cell_table, remedy_traits, task_steps
+from .cells import LABELS, cell_table, remedy_traits, task_steps
 from .phases import phase_order
+from .problems import PROBLEM_COLUMNS, find_problems
 from .io import InputError, atomic_path, read_json, read_jsonl, write_json
 
 COLUMNS = ["model", "editor", "task", "remedy", "seed", "knowledge", "phase", "metric", "value", "n"]
-LABELS = ["model", "editor", "task", "remedy", "seed"]
 PRE_FINETUNE_PHASES = ("base", "edited")
 SCORE_FIELDS = ("case_id", "knowledge", "kind", "index", "lp_target", "n_target", "lp_alt",
                 "n_alt", "p_target", "top1")
@@ -335,56 +335,6 @@ def summarize_all(cells: list[dict], relations: dict | None = None, remedies: di
     cells_df = cell_table(u, summary, remedy_traits(remedies), task_steps(tasks), n_boot, seed)
     problems += find_problems(summary, u, cells, remedies, relations)
     return Results(summary, u, cells_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
-
-
-PROBLEM_COLUMNS = LABELS + ["knowledge", "phase", "metric", "problem"]
-
-
-def find_problems(summary: pd.DataFrame, units: pd.DataFrame, cells: list[dict], remedies: dict | None,
-                  relations: dict) -> list[dict]:
-    """Named problems: n = 0, NaN values, missing seeds, unknown relations / remedies."""
-    out = []
-    lab = LABELS + ["knowledge", "phase", "metric"]
-    for _, r in summary.iterrows():
-        n = r["n"]
-        where = {k: r[k] for k in lab}
-        if r["knowledge"] != "task" and not pd.isna(n) and int(n) == 0:
-            out.append(dict(where, problem="n = 0: no fact to count; value NaN, not averaged in"))
-        elif pd.isna(r["value"]):
-            out.append(dict(where, problem="value is NaN" + ("" if r["knowledge"] == "task" else f" with n = {n}")))
-        elif not np.isfinite(r["value"]):
-            out.append(dict(where, problem=f"value is {r['value']}"))
-    if len(summary):
-        seeds_all = sorted(set(summary["seed"]))
-        for key, grp in summary.groupby(["model", "editor", "task", "remedy"], sort=False):
-            missing = sorted(set(seeds_all) - set(grp["seed"]))
-            for s in missing:
-                out.append(dict(zip(["model", "editor", "task", "remedy"], key), seed=s, knowledge="",
-                                phase="", metric="", problem="seed missing (failed or not run); the cell "
-                                "pools the other seeds"))
-    expected = {}
-    for c in cells:
-        expected.setdefault(tuple(c.get(k) for k in LABELS[:4]), set()).update(c.get("phases", {}))
-    for key, phases in expected.items():
-        present = set(summary[(summary.model == key[0]) & (summary.editor == key[1]) & (summary.task == key[2])
-                              & (summary.remedy == key[3])].phase)
-        for p in sorted(phases - present, key=phase_order):
-            if present:
-                out.append(dict(zip(LABELS[:4], key), seed="", knowledge="", phase=p, metric="",
-                                problem="phase absent from every seed"))
-    unknown = sorted(set(units.loc[units.relation == "unknown", "case_id"])) if len(units) else []
-    if unknown:
-        out.append(dict({k: "" for k in LABELS}, knowledge="", phase="", metric="",
-                        problem=f"{len(unknown)} fact(s) have no relation (no --records entry), e.g. "
-                                f"{unknown[:3]}; they form one stratum 'unknown'"))
-    if remedies is None:
-        out.append(dict({k: "" for k in LABELS}, knowledge="", phase="", metric="",
-                        problem="remedy definitions not given (--remedies): claims cannot find their cells"))
-    else:
-        for r in sorted(set(summary["remedy"]) - set(remedies)):
-            out.append(dict({k: "" for k in LABELS}, remedy=r, knowledge="", phase="", metric="",
-                            problem="remedy not defined in the remedies config"))
-    return out
 
 
 def write_results(res: Results, csv_path, metrics_path, cells_path=None, units_path=None,

@@ -29,7 +29,6 @@ Usage::
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -37,7 +36,7 @@ import torch
 
 from ..io import InputError
 from ..models import check_layers, mlp_out_weight
-from .base import validate_requests
+from .base import begin_edit
 from .memit import TargetHparams, check_stats, edit_layers, make_result
 from .memit_math import alphaedit_delta, nullspace_projector
 
@@ -95,12 +94,7 @@ class AlphaEditEditor:
 
     def edit(self, model, tok, requests: list[dict], hp: AlphaEditHparams | None = None,
              stats: dict[int, torch.Tensor] | None = None, state: dict | None = None):
-        t0 = time.perf_counter()
-        hp = hp or AlphaEditHparams()
-        if not isinstance(hp, AlphaEditHparams):
-            raise InputError(f"alphaedit: hparams must be AlphaEditHparams, got {type(hp).__name__}")
-        hp.validate()
-        requests = validate_requests(requests, self.name)
+        t0, hp, requests = begin_edit(self, hp, requests)
         layers = sorted(check_layers(model, hp.layers, "alphaedit hparams 'layers'"))
         if stats is None:
             raise InputError("alphaedit: second-moment statistics are required (the null-space projector "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 import types
 import typing
 from dataclasses import dataclass, field
@@ -190,6 +191,19 @@ def request_from_record(rec: dict, aug_prompts: list[str] | None = None) -> dict
     return {"case_id": rec["case_id"], "subject": rec["subject"], "prompt": rec["prompt"],
             "target_new": rec["target_new"], "target_true": rec["target_true"],
             "aug_prompts": list(aug_prompts or [])}
+
+
+def begin_edit(editor, hp, requests: list[dict]) -> tuple[float, object, list[dict]]:
+    """How every editor's ``edit`` opens: (start time, ``hp`` (the editor's defaults when
+    None) checked for type and validated, the validated requests)."""
+    t0 = time.perf_counter()
+    cls = editor.hparams_cls
+    hp = cls() if hp is None else hp
+    if not isinstance(hp, cls):
+        raise InputError(f"{editor.name}: hparams must be {cls.__name__}, got {type(hp).__name__}")
+    if hasattr(hp, "validate"):
+        hp.validate()
+    return t0, hp, validate_requests(requests, editor.name)
 
 
 def validate_requests(requests: list[dict], editor: str) -> list[dict]:

@@ -24,7 +24,7 @@ import torch
 
 from ..io import InputError
 from ..models import arch_of, check_layers, get_module, mlp_out_name
-from .base import EditError, EditResult, encode_row, frozen_eval, pad_rows, row_target_logprob, validate_requests
+from .base import EditError, EditResult, begin_edit, encode_row, frozen_eval, pad_rows, row_target_logprob
 
 
 @dataclass
@@ -71,10 +71,10 @@ class FtHparams:
                              f"(got {self.steps}, {self.lr}, {self.norm_constraint})")
 
 
-def finetune_edit(name: str, model, tok, requests: list[dict], hp) -> EditResult:
+def finetune_edit(editor, model, tok, requests: list[dict], hp) -> EditResult:
     """The shared FT / FT-L loop (module docstring); ``hp.norm_constraint`` None = no clamp."""
-    t0 = time.perf_counter()
-    requests = validate_requests(requests, name)
+    t0, hp, requests = begin_edit(editor, hp, requests)
+    name = editor.name
     layers = sorted(set(check_layers(model, hp.layers, f"{name} hparams 'layers'")))
     eps = hp.norm_constraint
     device = next(model.parameters()).device
@@ -143,7 +143,7 @@ class FtLEditor:
 
     def edit(self, model, tok, requests: list[dict], hp: FtLHparams | None = None,
              stats: dict[int, torch.Tensor] | None = None, state: dict | None = None) -> EditResult:
-        return finetune_edit(self.name, model, tok, requests, hp or FtLHparams())
+        return finetune_edit(self, model, tok, requests, hp)
 
 
 class FtEditor:
@@ -154,4 +154,4 @@ class FtEditor:
 
     def edit(self, model, tok, requests: list[dict], hp: FtHparams | None = None,
              stats: dict[int, torch.Tensor] | None = None, state: dict | None = None) -> EditResult:
-        return finetune_edit(self.name, model, tok, requests, hp or FtHparams())
+        return finetune_edit(self, model, tok, requests, hp)

@@ -32,34 +32,27 @@ from typing import Callable, ClassVar
 import torch
 
 from ..io import InputError
-from ..models import arch_of, check_layers, check_precision, get_module, mlp_out_name, mlp_out_weight
+from ..models import arch_of, check_layers, get_module, mlp_out_name, mlp_out_weight
 from . import rome
-from .base import EditError, EditResult, apply_deltas, encode_row, frozen_eval, pad_rows, validate_requests
+from .base import EditError, EditResult, apply_deltas, begin_edit, encode_row, frozen_eval, pad_rows
 from .memit_math import memit_delta
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TargetHparams:
-    """What MEMIT and AlphaEdit share: the edited layers and the z (target) optimisation."""
+class TargetHparams(rome.ValueHparams):
+    """What MEMIT and AlphaEdit share: the edited layers and the z (target) optimisation
+    (ROME's v* optimisation at the last edited layer; ``rome.ValueHparams``)."""
     _editor: ClassVar[str] = "memit"
     layers: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7], metadata={
         "help": "layers whose MLP output projections are edited (the last one holds the target z)"})
-    n_prefixes: int = field(default=5, metadata={"help": "fixed prefixes (rome.PREFIXES) added to the unprefixed prompt for keys and z"})
-    v_steps: int = field(default=25, metadata={"help": "max Adam steps for each target delta"})
-    v_lr: float = field(default=0.5, metadata={"help": "Adam learning rate for the target deltas"})
-    kl_weight: float = field(default=0.0625, metadata={"help": "weight of KL(P_orig||P_edited) on kl_prompt"})
-    kl_prompt: str = field(default="{} is a", metadata={"help": "essence-preserving prompt, '{}' = subject"})
     v_weight_decay: float = field(default=0.5, metadata={"help": "weight of ||delta|| / ||h||^2 (h = hidden state at the last edited layer)"})
     clamp_norm_factor: float = field(default=0.75, metadata={"help": "||delta|| <= this * ||h|| (MEMIT: 0.75)"})
-    stop_prob: float = field(default=0.9, metadata={"help": "a request stops once its geometric-mean target-token prob exceeds this"})
-    v_batch: int = field(default=16, metadata={"help": "requests whose targets are optimised in one pass (0 = all); memory and speed only"})
-    precision: str = field(default="fp32", metadata={"help": "forward/backward of the z optimisation: 'fp32' or 'bf16' (autocast; keys and the least-squares solve stay float32/float64)"})
 
     def validate(self) -> None:
         e = self._editor
-        check_precision(self.precision, f"{e} hparams")
+        self.validate_value(e)
         if not isinstance(self.layers, (list, tuple)) or not all(
                 isinstance(x, int) and not isinstance(x, bool) for x in self.layers):
             raise InputError(f"{e} hparams: key 'layers' must be a list of ints, got {self.layers!r}")
@@ -67,16 +60,6 @@ class TargetHparams:
             raise InputError(f"{e} hparams: key 'layers' must name at least one layer")
         if len(set(self.layers)) != len(self.layers):
             raise InputError(f"{e} hparams: key 'layers' repeats a layer: {self.layers}")
-        if not 0 <= self.n_prefixes <= len(rome.PREFIXES):
-            raise InputError(f"{e} hparams: key 'n_prefixes' must be in 0..{len(rome.PREFIXES)}, got {self.n_prefixes}")
-        if self.v_steps < 0:
-            raise InputError(f"{e} hparams: key 'v_steps' must be >= 0, got {self.v_steps}")
-        if self.v_lr <= 0:
-            raise InputError(f"{e} hparams: key 'v_lr' must be > 0, got {self.v_lr}")
-        if self.kl_prompt.count("{}") != 1:
-            raise InputError(f"{e} hparams: key 'kl_prompt' must contain '{{}}' once, got {self.kl_prompt!r}")
-        if self.clamp_norm_factor <= 0:
-            raise InputError(f"{e} hparams: key 'clamp_norm_factor' must be > 0, got {self.clamp_norm_factor}")
 
 
 @dataclass
@@ -251,12 +234,7 @@ class MemitEditor:
 
     def edit(self, model, tok, requests: list[dict], hp: MemitHparams | None = None,
              stats: dict[int, torch.Tensor] | None = None, state: dict | None = None) -> EditResult:
-        t0 = time.perf_counter()
-        hp = hp or MemitHparams()
-        if not isinstance(hp, MemitHparams):
-            raise InputError(f"memit: hparams must be MemitHparams, got {type(hp).__name__}")
-        hp.validate()
-        requests = validate_requests(requests, self.name)
+        t0, hp, requests = begin_edit(self, hp, requests)
         layers = sorted(check_layers(model, hp.layers, "memit hparams 'layers'"))
         warnings: list[str] = []
         if stats is None:

@@ -46,7 +46,7 @@ from torch import nn
 from ..io import InputError
 from ..models import arch_of, check_layers, get_module
 from .mend_net import FORMAT, load_hypernet, net_from
-from .base import EditError, EditResult, Row, encode_row, frozen_eval, pad_rows, row_target_logprob, validate_requests
+from .base import EditError, EditResult, Row, begin_edit, encode_row, frozen_eval, pad_rows, row_target_logprob
 
 MLP_WEIGHTS = ("all", "out")
 
@@ -259,9 +259,7 @@ class MendEditor:
 
     def edit(self, model, tok, requests: list[dict], hp: MendHparams | None = None,
              stats: dict[int, torch.Tensor] | None = None, state: dict | None = None) -> EditResult:
-        t0 = time.perf_counter()
-        hp = hp or MendHparams()
-        requests = validate_requests(requests, self.name)
+        t0, hp, requests = begin_edit(self, hp, requests)
         if not hp.hypernet:
             raise InputError("mend hparams: key 'hypernet' must name a folder written by train_mend "
                              "(the train_mend stage); it is empty")

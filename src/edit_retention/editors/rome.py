@@ -32,8 +32,8 @@ import torch
 
 from ..io import InputError
 from ..models import arch_of, autocast, check_layers, check_precision, get_module, mlp_out_name, mlp_out_weight
-from .base import (EditError, EditResult, Row, encode_row, frozen_eval, pad_rows, row_target_logprob,
-                   validate_requests)
+from .base import (EditError, EditResult, Row, begin_edit, encode_row, frozen_eval, pad_rows,
+                   row_target_logprob)
 from .rome_math import joint_delta, sequential_delta
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,8 @@ PREFIXES = [
 
 
 @dataclass
-class RomeHparams:
-    """ROME hyperparameters; optimisation values are ROME's GPT-2 XL ones. ``layer`` = 5 was
-    chosen on SmolLM2-135M (benchmarks/bench_editors.py, 16 facts): ES 16/16 at layers
-    3-8 and 11/16 at 12; layer 5 had the best paraphrase success (PS 0.72) with NS 8/8.
-    n_prefixes 10 cost 65% more time for the same ES/PS; update='joint' raised P(new) but
-    lost one control fact (NS 7/8), so 'sequential' is the default."""
-    layer: int = field(default=5, metadata={"help": "layer whose MLP output projection is edited"})
+class ValueHparams:
+    """The v* (target value) optimisation that ROME, MEMIT and AlphaEdit share."""
     n_prefixes: int = field(default=5, metadata={"help": "fixed prefixes (from PREFIXES) added to the unprefixed prompt for k* and v*"})
     v_steps: int = field(default=25, metadata={"help": "max Adam steps for the value delta"})
     v_lr: float = field(default=0.5, metadata={"help": "Adam learning rate for the value delta"})
@@ -61,24 +56,40 @@ class RomeHparams:
     v_weight_decay: float = field(default=0.5, metadata={"help": "weight of ||delta|| / ||W k*||^2"})
     clamp_norm_factor: float = field(default=4.0, metadata={"help": "||delta|| <= this * ||W k*||"})
     stop_prob: float = field(default=0.9, metadata={"help": "a request stops once its geometric-mean target-token prob exceeds this"})
-    update: str = field(default="sequential", metadata={"help": "'sequential' rank-one updates or 'joint' (all keys exact)"})
     v_batch: int = field(default=16, metadata={"help": "requests whose v* are optimised in one pass (0 = all); memory and speed only"})
     precision: str = field(default="fp32", metadata={"help": "forward/backward of the v* optimisation: 'fp32' or 'bf16' (autocast; keys, losses and the closed form stay float32/float64)"})
 
-    def validate(self) -> None:
-        check_precision(self.precision, "rome hparams")
+    def validate_value(self, editor: str) -> None:
+        where = f"{editor} hparams"
+        check_precision(self.precision, where)
         if not 0 <= self.n_prefixes <= len(PREFIXES):
-            raise InputError(f"rome hparams: key 'n_prefixes' must be in 0..{len(PREFIXES)}, got {self.n_prefixes}")
+            raise InputError(f"{where}: key 'n_prefixes' must be in 0..{len(PREFIXES)}, got {self.n_prefixes}")
         if self.v_batch < 0:
-            raise InputError(f"rome hparams: key 'v_batch' must be >= 0 (0 = all), got {self.v_batch}")
+            raise InputError(f"{where}: key 'v_batch' must be >= 0 (0 = all), got {self.v_batch}")
         if self.v_steps < 0:
-            raise InputError(f"rome hparams: key 'v_steps' must be >= 0, got {self.v_steps}")
+            raise InputError(f"{where}: key 'v_steps' must be >= 0, got {self.v_steps}")
+        if self.v_lr <= 0:
+            raise InputError(f"{where}: key 'v_lr' must be > 0, got {self.v_lr}")
+        if self.kl_prompt.count("{}") != 1:
+            raise InputError(f"{where}: key 'kl_prompt' must contain '{{}}' once, got {self.kl_prompt!r}")
+        if self.clamp_norm_factor <= 0:
+            raise InputError(f"{where}: key 'clamp_norm_factor' must be > 0, got {self.clamp_norm_factor}")
+
+
+@dataclass
+class RomeHparams(ValueHparams):
+    """ROME hyperparameters; optimisation values are ROME's GPT-2 XL ones. ``layer`` = 5 was
+    chosen on SmolLM2-135M (benchmarks/bench_editors.py, 16 facts): ES 16/16 at layers
+    3-8 and 11/16 at 12; layer 5 had the best paraphrase success (PS 0.72) with NS 8/8.
+    n_prefixes 10 cost 65% more time for the same ES/PS; update='joint' raised P(new) but
+    lost one control fact (NS 7/8), so 'sequential' is the default."""
+    layer: int = field(default=5, metadata={"help": "layer whose MLP output projection is edited"})
+    update: str = field(default="sequential", metadata={"help": "'sequential' rank-one updates or 'joint' (all keys exact)"})
+
+    def validate(self) -> None:
+        self.validate_value("rome")
         if self.update not in ("sequential", "joint"):
             raise InputError(f"rome hparams: key 'update' must be 'sequential' or 'joint', got {self.update!r}")
-        if self.kl_prompt.count("{}") != 1:
-            raise InputError(f"rome hparams: key 'kl_prompt' must contain '{{}}' once, got {self.kl_prompt!r}")
-        if self.clamp_norm_factor <= 0:
-            raise InputError(f"rome hparams: key 'clamp_norm_factor' must be > 0, got {self.clamp_norm_factor}")
 
 
 def prefixes(hp: RomeHparams) -> list[str]:
@@ -253,9 +264,7 @@ class RomeEditor:
 
     def edit(self, model, tok, requests: list[dict], hp: RomeHparams | None = None,
              stats: dict[int, torch.Tensor] | None = None, state: dict | None = None) -> EditResult:
-        t0 = time.perf_counter()
-        hp = hp or RomeHparams()
-        requests = validate_requests(requests, self.name)
+        t0, hp, requests = begin_edit(self, hp, requests)
         (layer,) = check_layers(model, [hp.layer], "rome hparams 'layer'")
         warnings: list[str] = []
         W = mlp_out_weight(model, layer).detach()

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from ..io import InputError
 from .arithmetic import Math
-from .base import Task, check_examples, check_source
-from .base import build_task_data as _build_supervised
+from .base import Task
+from .data import build_task_data as _build_supervised
+from .data import check_examples, check_source
 from .causal_lm import CausalLM, pack_blocks
 from .classification import Classification
 from .instruction import Instruction
@@ -52,5 +53,5 @@ def build_task_data(task: Task, source: dict, records: list[dict], n_train: int,
     return _build_supervised(task, source, records, n_train, n_eval, seed)
 
 
-__all__ = ["TASKS", "Task", "get_task", "build_task_data", "check_examples", "pack_blocks",
+__all__ = ["TASKS", "Task", "get_task", "build_task_data", "check_examples", "check_source", "pack_blocks",
            "DEFAULT_SOURCE"]

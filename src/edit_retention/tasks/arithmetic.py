@@ -22,7 +22,8 @@ import random
 import re
 
 from ..io import InputError
-from .base import Task, greedy_generate
+from .base import Task
+from .scoring import greedy_generate
 
 NAMES = ("Ava", "Ben", "Chloe", "Dan", "Emma", "Finn", "Grace", "Hugo", "Ivy", "Jack", "Kira", "Leo",
          "Mia", "Noah", "Olga", "Pete", "Quinn", "Rosa", "Sam", "Tara", "Uma", "Vic", "Wes", "Zoe")

@@ -14,7 +14,9 @@ from __future__ import annotations
 import torch
 
 from ..io import InputError
-from .base import Task, eval_nll, load_hf_rows, perplexity
+from .base import Task
+from .data import load_hf_rows
+from .scoring import eval_nll, perplexity
 
 
 def pack_blocks(tok, texts: list[str], seq_len: int) -> torch.Tensor:

@@ -25,7 +25,8 @@ import random
 import torch
 
 from ..io import InputError
-from .base import Task, prompt_ids
+from .base import Task
+from .encoding import prompt_ids
 
 LABEL_WORDS = (" negative", " positive")
 POSITIVE = ("wonderful", "delightful", "charming", "brilliant", "moving", "funny", "gripping", "beautiful",

@@ -25,7 +25,8 @@ import random
 import re
 
 from ..io import InputError
-from .base import Task, perplexity
+from .base import Task
+from .scoring import perplexity
 
 ALPACA_PROMPT = ("Below is an instruction that describes a task{ctx}. Write a response that appropriately "
                  "completes the request.\n\n### Instruction:\n{instruction}\n\n{inp}### Response:\n")

@@ -23,7 +23,8 @@ import string
 from collections import Counter
 
 from ..io import InputError
-from .base import Task, greedy_generate
+from .base import Task
+from .scoring import greedy_generate
 
 
 def normalise_answer(s: str) -> str:
