@@ -23,7 +23,7 @@ capitals edited one at a time ES 16/16, jointly ES 9/16): for the batch regime t
 ``train_batch`` near the study's batch size, as the paper's batched MEND does. Tokens with
 zero gradient (padding, after the last target token) are skipped. The model is only read:
 factors are captured with hooks, the edit is returned as deltas. The hypernetwork comes
-from ``hp.hypernet``, a folder written by ``edit_retention.mend_train`` (``train_mend`` +
+from ``hp.hypernet``, a folder written by ``editors.mend_train`` (``train_mend`` +
 ``save_hypernet``); the training fields of :class:`MendHparams` are read only there.
 
 Usage::
