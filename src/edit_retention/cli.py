@@ -35,9 +35,12 @@ def cmd_prepare_model(a):
 
 
 def cmd_prepare_facts(a):
-    from .facts import load_facts
-    records = load_facts(a.source)
+    from .facts import load_facts, load_report
+    stats = {}
+    records = load_facts(a.source, stats)
     write_jsonl(a.out, records)
+    if a.out_report:
+        write_json(a.out_report, load_report(stats, a.source))
     log.info("wrote %d facts to %s", len(records), a.out)
 
 
@@ -438,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("prepare-facts", cmd_prepare_facts, "load a fact source into records.jsonl")
     s.add_argument("--source", type=_json, required=True, help="fact source JSON")
     s.add_argument("--out", required=True)
+    s.add_argument("--out-report", help="load report: drops by reason with case ids, relation strata (JSON)")
     s = add("paraphrases", cmd_paraphrases, "split paraphrases into augmentation / evaluation "
             "(the records' templates, or those plus / instead of ones a language model writes)")
     s.add_argument("--records", required=True)

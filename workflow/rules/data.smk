@@ -17,13 +17,15 @@ rule prepare_facts:
         code=code("facts", "records.py"),
         files=fact_source_files,
     output:
-        "data/facts/{facts}/records.jsonl",
+        records="data/facts/{facts}/records.jsonl",
+        report="data/facts/{facts}/load_report.json",
     params:
         source=fact_source,
     log:
         "logs/prepare_facts/{facts}.log",
     shell:
-        "{PY} -m edit_retention prepare-facts --source {params.source:q} --out {output} 2> {log}"
+        "{PY} -m edit_retention prepare-facts --source {params.source:q} --out {output.records}"
+        " --out-report {output.report} 2> {log}"
 
 
 # paraphrase.generator: template (the records' own templates) or lm (a model of the study
