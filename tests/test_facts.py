@@ -129,7 +129,7 @@ def test_name_helpers():
 
 def test_load_facts_dispatch_errors(tmp_path):
     with pytest.raises(InputError, match="unknown type 'nope'.*builtin, counterfact, counterfact_easyedit, "
-                                         "jsonl, pararel, zsre"):
+                                         "jsonl, knowedit, pararel, zsre"):
         load_facts({"type": "nope"})
     with pytest.raises(InputError, match="unknown field.*'colour'"):
         load_facts({"type": "builtin", "colour": 1})

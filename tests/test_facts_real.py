@@ -246,6 +246,89 @@ def test_zsre_real_file():
         assert rec["neighborhood_prompts"] == [{"prompt": case["loc"] + "?", "target": case["loc_ans"]}]
 
 
+# ---------------------------------------------------------------- knowedit
+
+def ke_zsre(subject="Epaspidoceras", **kw):
+    """A KnowEdit ZsRE case, every field of the schema."""
+    case = {"subject": subject, "target_new": "Noctuidae", "prompt": f"Which family does {subject} belong to?",
+            "ground_truth": ["Aspidoceratidae"], "rephrase_prompt": f"What family are {subject}?",
+            "cond": "Aspidoceratidae >> Noctuidae || Which family does it belong to?",
+            "locality": {"Relation_Specificity": [{"prompt": f"The taxon rank of {subject} is",
+                                                   "ground_truth": ["genus"]},
+                                                  {"prompt": f"{subject} is a kind of", "ground_truth": ["Noctuidae"]}]},
+            "portability": {"Reasoning": [{"prompt": f"What is the common name of the family {subject} belongs to?",
+                                           "ground_truth": "owlet moths"}],
+                            "Subject_Aliasing": [{"prompt": "Which family does Epaspi belong to?",
+                                                  "ground_truth": [["Noctuidae", "owlet moths"]]}]}}
+    case.update(kw)
+    return case
+
+
+def ke_counterfact(subject="Leonardo DiCaprio"):
+    """A KnowEdit WikiData_counterfact case (string ground truth, alias lists, Forgetfulness)."""
+    return {"subject": subject, "prompt": f"The name of the country of citizenship of {subject} is",
+            "target_new": "Syria", "ground_truth": "United States of America",
+            "rephrase_prompt": f"{subject} is a citizen of",
+            "locality": {"Relation_Specificity": [{"prompt": f"The name of the mother of {subject} is",
+                                                   "ground_truth": [["Irmelin DiCaprio", "Irmelin Indenbirken"]]}],
+                         "Forgetfulness": [{"prompt": "x", "ground_truth": ["y"]}]},
+            "portability": {"Logical_Generalization": [{"prompt": f"Is {subject} a citizen of Syria?",
+                                                        "ground_truth": ["yes"]}]}}
+
+
+def test_knowedit_conversion_zsre_and_counterfact_style(tmp_path):
+    rows = [ke_zsre(), ke_counterfact(),
+            ke_zsre("Pinaceae", prompt="Which family does it belong to?"),          # dropped: no subject
+            ke_zsre("Lamiaceae", target_new="aspidoceratidae"),                     # dropped: no counterfactual
+            ke_zsre("Abies", ground_truth=[], rephrase_prompt=None, locality=None)]  # dropped: no true object
+    stats = {}
+    recs = load_facts({"type": "knowedit", "path": write(tmp_path, "ke.json", rows)}, stats)
+    assert recs[0] == {
+        "case_id": "0", "relation": "template:Which family does {} belong to?", "subject": "Epaspidoceras",
+        "prompt": "Which family does {} belong to?", "target_true": "Aspidoceratidae", "target_new": "Noctuidae",
+        "paraphrase_prompts": ["What family are {}?"],
+        "neighborhood_prompts": [{"prompt": "The taxon rank of Epaspidoceras is", "target": "genus"}],
+        "portability_prompts": [
+            {"kind": "reasoning", "prompt": "What is the common name of the family Epaspidoceras belongs to?",
+             "target": "owlet moths"},
+            {"kind": "subject_aliasing", "prompt": "Which family does Epaspi belong to?", "target": "Noctuidae"}],
+        "source": "knowedit:ke.json",
+    }
+    cf = recs[1]
+    assert (cf["case_id"], cf["prompt"], cf["target_true"]) == (
+        "1", "The name of the country of citizenship of {} is", "United States of America")
+    assert cf["relation"] == "template:The name of the country of citizenship of {} is"
+    assert cf["paraphrase_prompts"] == ["{} is a citizen of"]
+    assert cf["neighborhood_prompts"] == [{"prompt": "The name of the mother of Leonardo DiCaprio is",
+                                           "target": "Irmelin DiCaprio"}]
+    assert cf["portability_prompts"] == [{"kind": "logical_generalization",
+                                          "prompt": "Is Leonardo DiCaprio a citizen of Syria?", "target": "yes"}]
+    assert stats["dropped"] == {"subject_not_in_prompt": ["2"], "target_new_is_true": ["3"], "no_target_true": ["4"]}
+    assert stats["removed"] == {"neighbour_answers_target_new": ["0"]}
+    assert stats["n_portability_prompts"] == {"logical_generalization": 1, "reasoning": 1, "subject_aliasing": 1}
+    # records with the extra field round-trip through the record schema and a JSONL file
+    out = tmp_path / "records.jsonl"
+    write_jsonl(out, recs)
+    assert load_facts({"type": "jsonl", "path": str(out)}) == recs
+    split_paraphrases(recs, n_eval=1)
+
+
+def test_knowedit_relation_field_and_errors(tmp_path):
+    recs = load_facts({"type": "knowedit", "path": write(tmp_path, "ke.json", [ke_zsre(relation="P171", case_id=7)])})
+    assert recs[0]["relation"] == "P171" and recs[0]["case_id"] == "7"
+    for breakage, name in ((lambda c: c.pop("target_new"), "'target_new'"),
+                           (lambda c: c.update(ground_truth=3), "'ground_truth'"),
+                           (lambda c: c["locality"]["Relation_Specificity"][0].pop("ground_truth"),
+                            "'locality.Relation_Specificity[0].ground_truth'"),
+                           (lambda c: c.update(portability={"Reasoning": ["x"]}), "'portability.Reasoning[0]'")):
+        bad = ke_zsre()
+        breakage(bad)
+        path = write(tmp_path, "bad.json", [ke_zsre(), bad])
+        raises_naming({"type": "knowedit", "path": path}, path, "record 1", name)
+    path = write(tmp_path, "drop.json", [ke_zsre(), ke_zsre("X", prompt="no subject?")])
+    raises_naming({"type": "knowedit", "path": path, "bad_records": "error"}, "record 1", "subject_not_in_prompt")
+
+
 # ---------------------------------------------------------------- pararel
 
 def write_pararel(root: Path, patterns: dict, facts: dict) -> str:

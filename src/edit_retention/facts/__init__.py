@@ -20,6 +20,8 @@ Source types (``SOURCES``; the module of each documents its field mapping):
 ``counterfact_easyedit``  CounterFact, EasyEdit/MEND simplified schema
                           (``facts.counterfact``); path | hf, rephrase_filter
 ``zsre``                  zsRE, MEND schema (``facts.zsre``); path | hf
+``knowedit``              KnowEdit (EasyEdit's benchmark: ZsRE, WikiData_counterfact, ...;
+                          ``facts.knowedit``); path | hf
 ``pararel``               ParaRel patterns + T-REx facts, counterfactuals built as for the
                           built-in set (``facts.pararel``); keys path (a folder), relations,
                           per_relation, seed
@@ -67,6 +69,7 @@ from ..records import validate_records
 from .builtin import build_builtin
 from .common import BAD_RECORDS, DROP_REASONS, FILE_KEYS, RELATION_RULES, REMOVE_REASONS, drop, source_rows, to_template
 from .counterfact import counterfact_record, load_counterfact, load_counterfact_easyedit
+from .knowedit import load_knowedit
 from .pararel import load_pararel
 from .zsre import load_zsre
 
@@ -95,6 +98,7 @@ SOURCES: dict[str, tuple[Callable[[dict, dict], tuple[list[dict], str]], tuple[s
     "counterfact": (load_counterfact, FILE_KEYS),
     "counterfact_easyedit": (load_counterfact_easyedit, FILE_KEYS + ("rephrase_filter",)),
     "zsre": (load_zsre, FILE_KEYS),
+    "knowedit": (load_knowedit, FILE_KEYS),
     "pararel": (load_pararel, ("path", "relations", "per_relation", "seed")),
     "jsonl": (load_jsonl, FILE_KEYS),
 }
@@ -163,6 +167,9 @@ def load_facts(source: dict, stats: dict | None = None, data_root: str | None = 
         records = records[:limit]
     stats["n_records"] = len(records)
     stats["relations"] = dict(Counter(r["relation"] for r in records))
+    kinds = Counter(p["kind"] for r in records for p in r.get("portability_prompts", []))
+    if kinds:
+        stats["n_portability_prompts"] = dict(sorted(kinds.items()))
     for key, reasons in (("dropped", DROP_REASONS), ("removed", REMOVE_REASONS)):
         for reason, ids in stats.get(key, {}).items():
             log.warning("%s: %s %d %s: %s (case ids %s%s)", where, key, len(ids),
