@@ -111,17 +111,16 @@ def _is_single(edit) -> bool:
 
 
 def cmd_select(a):
-    from .select import known_mask, split_known
+    from .select import model_fingerprint, select_facts
     records = _records(a.records)
     model, tok, _ = _load(a, with_edit=False)
-    mask, scores = known_mask(model, tok, records, a.batch_size)
-    if a.all_facts:  # random test models know nothing; keep the pipeline shape
-        mask = [True] * len(records)
-    edit, control = split_known(records, mask, a.n_edit, a.n_control, a.seed, where=f"select ({a.records})")
+    fp = model_fingerprint(a.model, str(next(model.parameters()).device)) if a.score_cache else ""
+    edit, control, scores, info = select_facts(model, tok, records, a.n_edit, a.n_control, a.seed, a.batch_size,
+                                               a.all_facts, a.score_cache, fp, where=f"select ({a.records})")
     write_jsonl(a.out_scores, scores)
     write_jsonl(a.out_edit, edit)
     write_jsonl(a.out_control, control)
-    log.info("base model knows %d/%d facts; %d edit, %d control", sum(mask), len(records), len(edit), len(control))
+    log.info("select: %s; %d edit, %d control", json.dumps(info), len(edit), len(control))
 
 
 def cmd_stats(a):
@@ -510,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     for o in ("--out-edit", "--out-control", "--out-scores"):
         s.add_argument(o, required=True)
+    s.add_argument("--score-cache", help="scores kept across runs (JSONL; select.py), e.g. beside --out-scores")
     s = sub.choices["stats"]
     s.add_argument("--corpus", required=True, help="JSONL with a 'text' field")
     s.add_argument("--layer", type=int, required=True)

@@ -95,7 +95,8 @@ rule select_intrinsic:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention select --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --records {input.records} --n-edit {params.n_edit}"
         " --n-control {params.n_control} --seed {params.seed} --batch-size {params.batch_size} {params.known}"
-        " --out-edit {output.edit} --out-control {output.control} --out-scores {output.scores} 2> {log}"
+        " --out-edit {output.edit} --out-control {output.control} --out-scores {output.scores}"
+        " --score-cache data/select/{wildcards.model}/{wildcards.facts}/score_cache.jsonl 2> {log}"
 
 
 rule layer_stats:
