@@ -73,7 +73,9 @@ def relation_pairs(path: Path, stats: dict, rel: str = "") -> list[tuple[str, st
     """The relation's unambiguous (subject, object) facts, in file order."""
     objects: dict[str, set[str]] = {}
     order: list[tuple[str, str]] = []
-    for i, row in enumerate(read_jsonl(path)):
+    rows = read_jsonl(path)
+    stats["n_rows"] = stats.get("n_rows", 0) + len(rows)
+    for i, row in enumerate(rows):
         where, _ = case_where(row, str(path), i, id_key=None)
         subj, obj = text(row, "sub_label", where), text(row, "obj_label", where)
         if subj not in objects:
