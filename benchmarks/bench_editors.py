@@ -1,14 +1,18 @@
 """Benchmark editors on a real model: seconds per edit and edit success, per layer.
 
-Edits N well-known facts (capitals, counterfactual targets, written inline) in batch mode
-and prints a table. ROME runs once per ``--layers`` entry; editors whose hparams name a
+Edits N facts in batch mode and prints a table. The facts are 16 well-known capitals with
+counterfactual targets, written inline, or, with ``--facts FILE``, the first N records of
+a fact file in the record schema (``records.jsonl`` of prepare-facts, or the ``edit.jsonl``
+of the select stage, so the facts the base model knows), each edited on its own prompt,
+its PS scored on up to two of its paraphrase templates, and NS on the main prompts of the
+next ``--n-control`` records of the file. ROME runs once per ``--layers`` entry; editors whose hparams name a
 ``layers`` list (FT-L, MEMIT, AlphaEdit) run once per ``--layer-sets`` entry ("3-7" or
 "2,4,6"), or per single layer of ``--layers`` when no sets are given. Statistics are
 computed (and cached) for every layer an editor with ``uses_stats`` needs.
 Protocols (all teacher-forced, mean token log-prob over the target):
   ES   share of facts with logP(target_new) > logP(target_true) on the edit prompt
   PS   the same on two paraphrase templates that were NOT used during editing
-  NS   share of 8 unedited control countries whose true capital still beats a wrong one
+  NS   share of 8 unedited control facts whose true object still beats a wrong one
   Pnew mean over facts of exp(mean token log-prob of target_new) on the edit prompt
 
 Usage::
@@ -19,6 +23,8 @@ Usage::
         --layer-sets 3-7 4-8 --hparams-set smollm2-135m
     python benchmarks/bench_editors.py --model random:llama3-8b --device cuda --editors memit \
         --layer-sets 4-8 --hparams-set llama3-8b --n 1000      # speed only: random weights
+    python benchmarks/bench_editors.py --model data/models/smollm2-135m/base --editors rome \
+        --facts data/select/smollm2-135m/builtin/edit.jsonl --n 32 --n-control 8
 """
 from __future__ import annotations
 
@@ -56,7 +62,22 @@ def requests(n: int) -> list[dict]:
     facts = [(s if i < len(FACTS) else f"Province {i // len(FACTS)} of {s}", t, o)
              for i, (s, t, o) in ((i, FACTS[i % len(FACTS)]) for i in range(n))]
     return [{"case_id": f"cap{i}", "subject": s, "prompt": PROMPT, "target_true": t, "target_new": o,
-             "aug_prompts": []} for i, (s, t, o) in enumerate(facts)]
+             "aug_prompts": [], "held_out": HELD_OUT} for i, (s, t, o) in enumerate(facts)]
+
+
+def file_facts(path: str, n: int, n_control: int) -> tuple[list[dict], list[tuple]]:
+    """(requests, controls) from a fact file in the record schema: the first ``n`` records
+    are edited, the next ``n_control`` are the controls (prompt, subject, true, wrong)."""
+    from edit_retention.io import read_jsonl
+    from edit_retention.records import validate_records
+    records = validate_records(read_jsonl(path), path)
+    if len(records) < n + n_control:
+        raise SystemExit(f"--facts {path}: {len(records)} records, fewer than --n {n} + --n-control {n_control}")
+    reqs = [{"case_id": r["case_id"], "subject": r["subject"], "prompt": r["prompt"], "target_true": r["target_true"],
+             "target_new": r["target_new"], "aug_prompts": [],
+             "held_out": [t for t in r["paraphrase_prompts"] if t != r["prompt"]][:2]} for r in records[:n]]
+    controls = [(r["prompt"], r["subject"], r["target_true"], r["target_new"]) for r in records[n:n + n_control]]
+    return reqs, controls
 
 
 @torch.no_grad()
@@ -67,15 +88,18 @@ def logp(model, tok, items: list[tuple[str, str, str]]) -> torch.Tensor:
     return row_target_logprob(model, ids, mask, rows)[0]
 
 
-def score(model, tok, reqs) -> dict:
-    def success(tpls, facts):
-        new = logp(model, tok, [(t, s, o) for t in tpls for s, _, o in facts])
-        true = logp(model, tok, [(t, s, tt) for t in tpls for s, tt, _ in facts])
+def score(model, tok, reqs, controls) -> dict:
+    """ES, PS, NS, Pnew; every fact on its own templates (``controls``: (prompt, subject,
+    true, wrong) tuples)."""
+    def success(items):   # (template, subject, true, new) -> share where new beats true
+        if not items:
+            return float("nan"), None
+        new = logp(model, tok, [(t, s, o) for t, s, _, o in items])
+        true = logp(model, tok, [(t, s, tt) for t, s, tt, _ in items])
         return (new > true).float().mean().item(), new
-    facts = [(r["subject"], r["target_true"], r["target_new"]) for r in reqs]
-    es, new = success([PROMPT], facts)
-    ps, _ = success(HELD_OUT, facts)
-    ns_wrong, _ = success([PROMPT], CONTROL)
+    es, new = success([(r["prompt"], r["subject"], r["target_true"], r["target_new"]) for r in reqs])
+    ps, _ = success([(t, r["subject"], r["target_true"], r["target_new"]) for r in reqs for t in r["held_out"]])
+    ns_wrong, _ = success(list(controls))
     return {"ES": es, "PS": ps, "NS": 1 - ns_wrong, "Pnew": new.exp().mean().item()}
 
 
@@ -109,6 +133,9 @@ def main() -> None:
     ap.add_argument("--hparams-set", default=None, help="versioned hparams set, e.g. smollm2-135m")
     ap.add_argument("--editors", nargs="+", default=["rome"])
     ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--facts", default=None, help="fact file in the record schema (records.jsonl, edit.jsonl); "
+                    "default: the 16 inline capitals")
+    ap.add_argument("--n-control", type=int, default=8, help="with --facts: control records after the edited ones")
     ap.add_argument("--stats-text", default="/work/shared/datasets/text/wikitext2_valid.txt")
     ap.add_argument("--stats-passages", type=int, default=500)
     ap.add_argument("--stats-cache", default="/tmp/er/bench_stats.safetensors")
@@ -119,7 +146,10 @@ def main() -> None:
     args = ap.parse_args()
 
     model, tok = load(args.model, args.device)
-    reqs = requests(args.n)
+    if args.facts:
+        reqs, controls = file_facts(args.facts, args.n, args.n_control)
+    else:
+        reqs, controls = requests(args.n), [(PROMPT, s, t, o) for s, t, o in CONTROL]
     sets = [parse_layer_set(x) for x in args.layer_sets] if args.layer_sets else [[l] for l in args.layers]
     runs = []  # (editor, layer key of its hparams)
     for e in args.editors:
@@ -143,7 +173,7 @@ def main() -> None:
             print(f"mom2 for layers {sorted(new)}: {new.tokens} tokens in {time.perf_counter() - t0:.1f}s")
             save_stats(cache, new, {"corpus": args.stats_text, "passages": len(texts)})
             stats = new
-    base = score(model, tok, reqs)
+    base = score(model, tok, reqs, controls)
     print(f"before editing: {json.dumps({k: round(v, 3) for k, v in base.items()})}")
     table = []
     overrides = json.loads(args.hp)
@@ -154,7 +184,7 @@ def main() -> None:
                           hparams_set=args.hparams_set)
         res = get_editor(editor).edit(model, tok, reqs, hp, stats if uses_stats[editor] else None)
         with deltas_applied(model, res.deltas):
-            s = score(model, tok, reqs)
+            s = score(model, tok, reqs, controls)
         steps = [c.get("steps", res.log.get("steps", 0)) for c in res.log["cases"]]
         table.append({"editor": editor, "layer": layer, "n": len(reqs), "seconds": res.log["seconds"],
                       "s_per_edit": res.log["seconds"] / len(reqs), "mean_steps": sum(steps) / len(steps), **s})

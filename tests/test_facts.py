@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from edit_retention.io import InputError, write_jsonl
 from edit_retention.records import fill, validate_records
 
 # Real public data beside the repository (../shared/datasets); tests that read it skip without it.
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = Path(os.environ.get("EDIT_RETENTION_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 COUNTERFACT = DATASETS / "counterfact" / "counterfact_500.json"
 
 
@@ -128,7 +129,7 @@ def test_name_helpers():
 
 def test_load_facts_dispatch_errors(tmp_path):
     with pytest.raises(InputError, match="unknown type 'nope'.*builtin, counterfact, counterfact_easyedit, "
-                                         "jsonl, pararel, zsre"):
+                                         "jsonl, knowedit, pararel, zsre"):
         load_facts({"type": "nope"})
     with pytest.raises(InputError, match="unknown field.*'colour'"):
         load_facts({"type": "builtin", "colour": 1})
@@ -136,6 +137,8 @@ def test_load_facts_dispatch_errors(tmp_path):
         load_facts({"type": "builtin", "limit": 0})
     with pytest.raises(InputError, match="min_paraphrases"):
         load_facts({"type": "builtin", "min_paraphrases": True})
+    with pytest.raises(InputError, match="'bad_records' must be one of drop, error"):
+        load_facts({"type": "builtin", "bad_records": "skip"})
     with pytest.raises(InputError, match="no such file"):
         load_facts({"type": "jsonl", "path": str(tmp_path / "missing.jsonl")})
 
@@ -177,7 +180,7 @@ def test_counterfact_conversion(tmp_path):
                                  {"prompt": "Ethiopia is in", "target": "Africa"}],
         "source": "counterfact:cf.json",
     }]
-    assert stats["n_paraphrases_dropped"] == 1
+    assert stats["removed"] == {"paraphrase_without_subject": ["7"]} and "dropped" not in stats
 
 
 def test_to_template_uses_the_last_occurrence():
@@ -192,7 +195,6 @@ def test_to_template_uses_the_last_occurrence():
     (lambda c: c["requested_rewrite"].update(subject=3), "requested_rewrite.subject"),
     (lambda c: c.update(neighborhood_prompts="Ghana is in"), "neighborhood_prompts"),
     (lambda c: c["requested_rewrite"].update(prompt="Angola is located in"), "prompt"),
-    (lambda c: c["requested_rewrite"]["target_new"].update(str="Africa"), "target_new"),
 ])
 def test_counterfact_bad_record_names_file_record_and_field(tmp_path, breakage, field):
     bad = cf_case(2)
@@ -202,6 +204,32 @@ def test_counterfact_bad_record_names_file_record_and_field(tmp_path, breakage, 
         load_facts({"type": "counterfact", "path": path})
     msg = str(e.value)
     assert path in msg and "record 1" in msg and repr(field)[:-1] in msg, msg
+
+
+def test_one_bad_record_policy_drop_count_name_or_fatal(tmp_path):
+    """target_new == target_true: the case is dropped and its id recorded (not the whole
+    file rejected); bad_records: error makes the same case fatal, naming it."""
+    same = cf_case(2, "Chad")
+    same["requested_rewrite"]["target_new"]["str"] = "africa "
+    path = write_cf(tmp_path, [cf_case(1), same, cf_case(3, "Mali")])
+    stats = {}
+    recs = load_facts({"type": "counterfact", "path": path}, stats)
+    assert [r["case_id"] for r in recs] == ["1", "3"]
+    assert stats["dropped"] == {"target_new_is_true": ["2"]} and stats["n_rows"] == 3
+    with pytest.raises(InputError, match=r"record 1 \(case_id '2'\).*target_new.*bad_records: error"):
+        load_facts({"type": "counterfact", "path": path, "bad_records": "error"})
+    # the same policy for a file already in the record schema
+    out = tmp_path / "r.jsonl"
+    write_jsonl(out, [dict(r, target_new=r["target_true"]) if r["case_id"] == "3" else r for r in recs])
+    stats = {}
+    assert [r["case_id"] for r in load_facts({"type": "jsonl", "path": str(out)}, stats)] == ["1"]
+    assert stats["dropped"] == {"target_new_is_true": ["3"]}
+    # the report of the facts artifact: counts, meanings, case ids, strata
+    from edit_retention.facts import load_report
+    rep = load_report(stats, {"type": "jsonl"})
+    assert rep["dropped"]["target_new_is_true"]["n"] == 1 and rep["dropped"]["target_new_is_true"]["case_ids"] == ["3"]
+    assert rep["n_rows"] == 2 and rep["n_records"] == 1 and rep["relations"]["n_strata"] == 1
+    json.dumps(rep)
 
 
 def test_counterfact_empty_or_not_a_list(tmp_path):
@@ -227,8 +255,9 @@ def test_counterfact_real_file_round_trips(tmp_path):
         assert [fill(t, rec["subject"]) for t in rec["paraphrase_prompts"]] == [
             p.strip() for p in case["paraphrase_prompts"] if rw["subject"] in p]
         assert [n["prompt"] for n in rec["neighborhood_prompts"]] == case["neighborhood_prompts"]
-    assert stats["n_paraphrases_dropped"] == sum(
+    assert len(stats.get("removed", {}).get("paraphrase_without_subject", [])) == sum(
         rw not in p for c in raw for rw in [c["requested_rewrite"]["subject"]] for p in c["paraphrase_prompts"])
+    assert "dropped" not in stats
     out = tmp_path / "records.jsonl"
     write_jsonl(out, recs)
     assert load_facts({"type": "jsonl", "path": str(out)}) == recs
@@ -244,3 +273,23 @@ def test_jsonl_bad_record_names_file_record_and_field(tmp_path, builtin):
     write_jsonl(path, recs)
     with pytest.raises(InputError, match=rf"{path}: record 2 \(case_id '{recs[2]['case_id']}'\): missing field 'target_true'"):
         load_facts({"type": "jsonl", "path": str(path)})
+
+
+def test_prepare_facts_writes_the_load_report_and_results_md_shows_it(tmp_path):
+    """Drop counts by reason with case ids land in the facts artifact (load_report.json
+    beside records.jsonl) and in results.md's versions section."""
+    from edit_retention import cli
+    from edit_retention.io import read_json
+    from edit_retention.report import fact_versions, versions_section
+    same = cf_case(2, "Chad")
+    same["requested_rewrite"]["target_new"]["str"] = "Africa"
+    source = {"type": "counterfact", "path": write_cf(tmp_path, [cf_case(1), same])}
+    out = tmp_path / "facts" / "records.jsonl"
+    assert cli.main(["prepare-facts", "--source", json.dumps(source), "--out", str(out),
+                     "--out-report", str(out.parent / "load_report.json")]) == 0
+    rep = read_json(out.parent / "load_report.json")
+    assert rep["dropped"]["target_new_is_true"]["case_ids"] == ["2"] and rep["n_records"] == 1
+    assert rep["removed"]["paraphrase_without_subject"]["case_ids"] == ["1", "2"]
+    text = versions_section([], fact_versions([out]), "abc")
+    assert "cases dropped, target_new_is_true" in text and "case ids 2" in text
+    assert "relation strata: 1" in text

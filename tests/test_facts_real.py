@@ -24,7 +24,8 @@ from edit_retention.paraphrase import split_paraphrases
 from edit_retention.records import fill
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+# The shared data sets; EDIT_RETENTION_DATASETS points elsewhere (e.g. from a git worktree).
+DATASETS = Path(os.environ.get("EDIT_RETENTION_DATASETS", ROOT.parent / "shared" / "datasets"))
 
 
 def real(rel: str) -> Path:
@@ -62,27 +63,77 @@ def test_easyedit_conversion(tmp_path):
                   locality_prompt=["Fiat Panda, by", "Sega Saturn, by"],
                   locality_ground_truth=["Fiat", "Sega"], target_new="Sega ")
     stats = {}
-    recs = load_facts({"type": "counterfact_easyedit", "path": write(tmp_path, "ee.json", [ee_case(), second])}, stats)
+    recs = load_facts({"type": "counterfact_easyedit", "path": write(tmp_path, "ee.json", [ee_case(), second]),
+                       "rephrase_filter": "none"}, stats)
     assert recs[0] == {
-        "case_id": "10", "relation": "counterfact_easyedit", "subject": "BBC One", "prompt": "{}, by",
+        "case_id": "10", "relation": "template:{}, by", "subject": "BBC One", "prompt": "{}, by",
         "target_true": "BBC", "target_new": "Sega",
         "paraphrase_prompts": ["{} is my favorite product owned by"],
         "neighborhood_prompts": [{"prompt": "BBC Radio, by", "target": "BBC"}],
         "source": "counterfact_easyedit:ee.json",
     }
-    # no case_id: the row index; lists accepted; a neighbour answering target_new is dropped
+    # no case_id: the row index; lists accepted; a neighbour answering target_new is removed
     assert recs[1]["case_id"] == "1" and recs[1]["target_new"] == "Sega"
     assert recs[1]["paraphrase_prompts"] == ["{} is made by"]
     assert recs[1]["neighborhood_prompts"] == [{"prompt": "Fiat Panda, by", "target": "Fiat"}]
-    assert stats == {"n_paraphrases_dropped": 1, "n_neighbours_dropped": 1, "n_records": 2}
+    assert stats["removed"] == {"paraphrase_without_subject": ["1"], "neighbour_answers_target_new": ["1"]}
+    assert "dropped" not in stats and stats["n_records"] == 2 and stats["relations"] == {"template:{}, by": 2}
+    assert stats["rephrase_filter"]["mode"] == "none" and stats["rephrase_filter"]["n_relation_paraphrases"] == 0
+
+
+def test_easyedit_relations_come_from_the_prompt_template(tmp_path):
+    """No relation id in the file: facts sharing a prompt template share a relation, and
+    the select stage's strata follow it."""
+    from edit_retention.select import split_known
+    cases = []
+    for i, (subj, tpl) in enumerate([("Toyota Corolla", "{}, produced by"), ("Windows 8", "{}, developed by"),
+                                     ("Honda Civic", "{}, produced by"), ("Xbox", "{}, developed by"),
+                                     ("Nissan Leaf", "{}, produced by"), ("MS-DOS", "{}, developed by"),
+                                     ("Suzuki Swift", " {}, produced by "), ("Office 95", "{}, developed  by")]):
+        cases.append(dict(ee_case(100 + i, subj), prompt=tpl.replace("{}", subj), ground_truth=f"Maker{i}",
+                          locality_prompt="x", locality_ground_truth="y"))
+    stats = {}
+    recs = load_facts({"type": "counterfact_easyedit", "path": write(tmp_path, "ee.json", cases)}, stats)
+    assert stats["relations"] == {"template:{}, produced by": 4, "template:{}, developed by": 4}
+    assert stats["relation_rule"] == "template"
+    edit, control = split_known(recs, [True] * 8, 2, 2, seed=0)
+    assert sorted(r["relation"] for r in edit) == sorted(r["relation"] for r in control)
+    assert len({r["relation"] for r in edit}) == 2
+
+
+def test_easyedit_rephrase_filter_keeps_relation_paraphrases_only(tmp_path):
+    """EasyEdit's rephrase_prompt mixes ROME paraphrases (noise, then a prompt template of
+    the file) and generation prompts; the default filter keeps the first, counts the rest."""
+    rows = [dict(ee_case(1, "Sakarya Province"), prompt="Sakarya Province is located in",
+                 rephrase_prompt="The best restaurants around Sakarya Province include"),
+            dict(ee_case(2, "Howard Glacier"), prompt="Howard Glacier is located in",
+                 rephrase_prompt="Published in 1990. Howard Glacier belongs to the continent of"),
+            dict(ee_case(3, "Mount Kenya"), prompt="Mount Kenya belongs to the continent of",
+                 rephrase_prompt="It rains a lot there. Mount Kenya is located in"),
+            dict(ee_case(4, "Lake Chad"), prompt="Lake Chad belongs to the continent of",
+                 rephrase_prompt="Lake Chad is located in")]   # a template, but no noise: a generation prompt
+    path = write(tmp_path, "ee.json", rows)
+    stats = {}
+    recs = load_facts({"type": "counterfact_easyedit", "path": path}, stats)
+    assert [r["paraphrase_prompts"] for r in recs] == [[], ["Published in 1990. {} belongs to the continent of"],
+                                                       ["It rains a lot there. {} is located in"], []]
+    assert stats["removed"] == {"paraphrase_not_relation_template": ["1", "4"]}
+    assert stats["rephrase_filter"]["n_rephrasings"] == 4 and stats["rephrase_filter"]["n_relation_paraphrases"] == 2
+    assert "2 of 4 rephrase prompts are not paraphrases" in stats["rephrase_filter"]["note"]
+    stats = {}
+    load_facts({"type": "counterfact_easyedit", "path": path, "min_paraphrases": 1}, stats)
+    assert stats["dropped"] == {"min_paraphrases": ["1", "4"]}
+    stats = {}
+    recs = load_facts({"type": "counterfact_easyedit", "path": path, "rephrase_filter": "none"}, stats)
+    assert all(len(r["paraphrase_prompts"]) == 1 for r in recs) and "removed" not in stats
+    assert "PS on this data mostly measures generation prompts" in stats["rephrase_filter"]["note"]
+    raises_naming({"type": "counterfact_easyedit", "path": path, "rephrase_filter": "strict"}, "'rephrase_filter'")
 
 
 @pytest.mark.parametrize("breakage, field", [
     (lambda c: c.pop("ground_truth"), "ground_truth"),
-    (lambda c: c.update(prompt="Some channel, by"), "prompt"),
     (lambda c: c.update(target_new="  "), "target_new"),
     (lambda c: c.update(locality_prompt=3), "locality_prompt"),
-    (lambda c: c.update(target_new="BBC"), "target_new"),
 ])
 def test_easyedit_bad_record_names_file_record_case_and_field(tmp_path, breakage, field):
     bad = ee_case(42, "Arun Nehru")
@@ -91,19 +142,41 @@ def test_easyedit_bad_record_names_file_record_case_and_field(tmp_path, breakage
     raises_naming({"type": "counterfact_easyedit", "path": path}, path, "record 1", "(case_id ", "42", f"'{field}'")
 
 
+@pytest.mark.parametrize("breakage, reason", [
+    (lambda c: c.update(prompt="Some channel, by"), "subject_not_in_prompt"),
+    (lambda c: c.update(target_new="BBC"), "target_new_is_true"),
+])
+def test_easyedit_unusable_case_is_dropped_or_fatal(tmp_path, breakage, reason):
+    bad = ee_case(42, "Arun Nehru")
+    breakage(bad)
+    path = write(tmp_path, "ee.json", [ee_case(), bad])
+    stats = {}
+    assert [r["case_id"] for r in load_facts({"type": "counterfact_easyedit", "path": path}, stats)] == ["10"]
+    assert stats["dropped"] == {reason: ["42"]}
+    raises_naming({"type": "counterfact_easyedit", "path": path, "bad_records": "error"},
+                  path, "record 1", "42", reason, "bad_records: error")
+
+
 def test_easyedit_real_file():
     path = real("counterfact/counterfact_easyedit_val.json")
     raw = json.loads(path.read_text())
     stats = {}
-    recs = load_facts({"type": "counterfact_easyedit", "path": str(path)}, stats)
-    assert len(recs) == len(raw) == 1919 and stats["n_paraphrases_dropped"] == 0
+    recs = load_facts({"type": "counterfact_easyedit", "path": str(path), "rephrase_filter": "none"}, stats)
+    assert len(recs) == len(raw) == 1919 and "dropped" not in stats and "removed" not in stats
     for rec, case in zip(recs, raw):
         assert rec["case_id"] == str(case["case_id"]) and rec["subject"] == case["subject"]
         assert fill(rec["prompt"], rec["subject"]) == case["prompt"].strip()
+        assert rec["relation"] == "template:" + " ".join(rec["prompt"].split())
         assert (rec["target_true"], rec["target_new"]) == (case["ground_truth"].strip(), case["target_new"].strip())
         assert [fill(t, rec["subject"]) for t in rec["paraphrase_prompts"]] == [case["rephrase_prompt"].strip()]
         assert rec["neighborhood_prompts"] == [{"prompt": case["locality_prompt"],
                                                 "target": case["locality_ground_truth"].strip()}]
+    strata = stats["relations"]
+    assert len(strata) == 207 and max(strata.values()) == 53       # "{} is located in"
+    assert stats["rephrase_filter"]["n_relation_paraphrases"] == 337
+    stats = {}
+    load_facts({"type": "counterfact_easyedit", "path": str(path)}, stats)
+    assert len(stats["removed"]["paraphrase_not_relation_template"]) == 1919 - 337
 
 
 # ---------------------------------------------------------------- zsre
@@ -124,7 +197,7 @@ def test_zsre_conversion_and_drops(tmp_path):
     recs = load_facts({"type": "zsre", "path": write(tmp_path, "z.json",
                                                      [zsre_case(), no_subject, alt_is_true, no_rephrase])}, stats)
     assert recs[0] == {
-        "case_id": "0", "relation": "zsre", "subject": "Ramalinaceae",
+        "case_id": "0", "relation": "template:Which family does {} belong to?", "subject": "Ramalinaceae",
         "prompt": "Which family does {} belong to?", "target_true": "Lecanorales", "target_new": "Lamiinae",
         "paraphrase_prompts": ["What family are {}?"],
         "neighborhood_prompts": [{"prompt": "nq question: types of skiing in the winter olympics 2018?",
@@ -134,8 +207,11 @@ def test_zsre_conversion_and_drops(tmp_path):
     # case ids are row indices: dropping rows 1 and 2 does not renumber row 3
     assert recs[1]["case_id"] == "3" and recs[1]["target_true"] == "Pinales"
     assert recs[1]["paraphrase_prompts"] == [] and recs[1]["neighborhood_prompts"] == []
-    assert stats == {"n_dropped_subject_not_in_prompt": 1, "n_dropped_target_new_is_true": 1,
-                     "n_paraphrases_dropped": 1, "n_neighbours_dropped": 1, "n_records": 2}
+    assert stats["dropped"] == {"subject_not_in_prompt": ["1"], "target_new_is_true": ["2"]}
+    assert stats["removed"] == {"paraphrase_without_subject": ["3"], "neighbour_answers_target_new": ["3"]}
+    assert stats["n_rows"] == 4 and stats["n_records"] == 2
+    with pytest.raises(InputError, match=r"record 1: field 'src'.*subject_not_in_prompt.*bad_records: error"):
+        load_facts({"type": "zsre", "path": str(tmp_path / "z.json"), "bad_records": "error"})
 
 
 @pytest.mark.parametrize("breakage, field", [
@@ -157,16 +233,101 @@ def test_zsre_real_file():
     raw = json.loads(path.read_text())
     stats = {}
     recs = load_facts({"type": "zsre", "path": str(path)}, stats)
-    n_alt_true = sum(c["alt"].strip().lower() in {a.strip().lower() for a in c["answers"]} for c in raw)
-    assert stats["n_dropped_target_new_is_true"] == n_alt_true > 0
-    assert stats["n_dropped_subject_not_in_prompt"] == sum(c["subject"] not in c["src"] for c in raw)
-    assert len(recs) == len(raw) - n_alt_true - stats["n_dropped_subject_not_in_prompt"] >= 1000
+    alt_true = [str(i) for i, c in enumerate(raw)
+                if c["alt"].strip().lower() in {a.strip().lower() for a in c["answers"]}]
+    assert stats["dropped"]["target_new_is_true"] == alt_true and alt_true
+    no_subject = stats["dropped"].get("subject_not_in_prompt", [])
+    assert len(no_subject) == sum(c["subject"] not in c["src"] for c in raw)
+    assert len(recs) == len(raw) - len(alt_true) - len(no_subject) >= 1000
     for rec in recs:
         case = raw[int(rec["case_id"])]
         assert fill(rec["prompt"], rec["subject"]) == case["src"]
         assert (rec["target_true"], rec["target_new"]) == (case["answers"][0].strip(), case["alt"].strip())
         assert [fill(t, rec["subject"]) for t in rec["paraphrase_prompts"]] == [case["rephrase"]]
         assert rec["neighborhood_prompts"] == [{"prompt": case["loc"] + "?", "target": case["loc_ans"]}]
+
+
+# ---------------------------------------------------------------- knowedit
+
+def ke_zsre(subject="Epaspidoceras", **kw):
+    """A KnowEdit ZsRE case, every field of the schema."""
+    case = {"subject": subject, "target_new": "Noctuidae", "prompt": f"Which family does {subject} belong to?",
+            "ground_truth": ["Aspidoceratidae"], "rephrase_prompt": f"What family are {subject}?",
+            "cond": "Aspidoceratidae >> Noctuidae || Which family does it belong to?",
+            "locality": {"Relation_Specificity": [{"prompt": f"The taxon rank of {subject} is",
+                                                   "ground_truth": ["genus"]},
+                                                  {"prompt": f"{subject} is a kind of", "ground_truth": ["Noctuidae"]}]},
+            "portability": {"Reasoning": [{"prompt": f"What is the common name of the family {subject} belongs to?",
+                                           "ground_truth": "owlet moths"}],
+                            "Subject_Aliasing": [{"prompt": "Which family does Epaspi belong to?",
+                                                  "ground_truth": [["Noctuidae", "owlet moths"]]}]}}
+    case.update(kw)
+    return case
+
+
+def ke_counterfact(subject="Leonardo DiCaprio"):
+    """A KnowEdit WikiData_counterfact case (string ground truth, alias lists, Forgetfulness)."""
+    return {"subject": subject, "prompt": f"The name of the country of citizenship of {subject} is",
+            "target_new": "Syria", "ground_truth": "United States of America",
+            "rephrase_prompt": f"{subject} is a citizen of",
+            "locality": {"Relation_Specificity": [{"prompt": f"The name of the mother of {subject} is",
+                                                   "ground_truth": [["Irmelin DiCaprio", "Irmelin Indenbirken"]]}],
+                         "Forgetfulness": [{"prompt": "x", "ground_truth": ["y"]}]},
+            "portability": {"Logical_Generalization": [{"prompt": f"Is {subject} a citizen of Syria?",
+                                                        "ground_truth": ["yes"]}]}}
+
+
+def test_knowedit_conversion_zsre_and_counterfact_style(tmp_path):
+    rows = [ke_zsre(), ke_counterfact(),
+            ke_zsre("Pinaceae", prompt="Which family does it belong to?"),          # dropped: no subject
+            ke_zsre("Lamiaceae", target_new="aspidoceratidae"),                     # dropped: no counterfactual
+            ke_zsre("Abies", ground_truth=[], rephrase_prompt=None, locality=None)]  # dropped: no true object
+    stats = {}
+    recs = load_facts({"type": "knowedit", "path": write(tmp_path, "ke.json", rows)}, stats)
+    assert recs[0] == {
+        "case_id": "0", "relation": "template:Which family does {} belong to?", "subject": "Epaspidoceras",
+        "prompt": "Which family does {} belong to?", "target_true": "Aspidoceratidae", "target_new": "Noctuidae",
+        "paraphrase_prompts": ["What family are {}?"],
+        "neighborhood_prompts": [{"prompt": "The taxon rank of Epaspidoceras is", "target": "genus"}],
+        "portability_prompts": [
+            {"kind": "reasoning", "prompt": "What is the common name of the family Epaspidoceras belongs to?",
+             "target": "owlet moths"},
+            {"kind": "subject_aliasing", "prompt": "Which family does Epaspi belong to?", "target": "Noctuidae"}],
+        "source": "knowedit:ke.json",
+    }
+    cf = recs[1]
+    assert (cf["case_id"], cf["prompt"], cf["target_true"]) == (
+        "1", "The name of the country of citizenship of {} is", "United States of America")
+    assert cf["relation"] == "template:The name of the country of citizenship of {} is"
+    assert cf["paraphrase_prompts"] == ["{} is a citizen of"]
+    assert cf["neighborhood_prompts"] == [{"prompt": "The name of the mother of Leonardo DiCaprio is",
+                                           "target": "Irmelin DiCaprio"}]
+    assert cf["portability_prompts"] == [{"kind": "logical_generalization",
+                                          "prompt": "Is Leonardo DiCaprio a citizen of Syria?", "target": "yes"}]
+    assert stats["dropped"] == {"subject_not_in_prompt": ["2"], "target_new_is_true": ["3"], "no_target_true": ["4"]}
+    assert stats["removed"] == {"neighbour_answers_target_new": ["0"]}
+    assert stats["n_portability_prompts"] == {"logical_generalization": 1, "reasoning": 1, "subject_aliasing": 1}
+    # records with the extra field round-trip through the record schema and a JSONL file
+    out = tmp_path / "records.jsonl"
+    write_jsonl(out, recs)
+    assert load_facts({"type": "jsonl", "path": str(out)}) == recs
+    split_paraphrases(recs, n_eval=1)
+
+
+def test_knowedit_relation_field_and_errors(tmp_path):
+    recs = load_facts({"type": "knowedit", "path": write(tmp_path, "ke.json", [ke_zsre(relation="P171", case_id=7)])})
+    assert recs[0]["relation"] == "P171" and recs[0]["case_id"] == "7"
+    for breakage, name in ((lambda c: c.pop("target_new"), "'target_new'"),
+                           (lambda c: c.update(ground_truth=3), "'ground_truth'"),
+                           (lambda c: c["locality"]["Relation_Specificity"][0].pop("ground_truth"),
+                            "'locality.Relation_Specificity[0].ground_truth'"),
+                           (lambda c: c.update(portability={"Reasoning": ["x"]}), "'portability.Reasoning[0]'")):
+        bad = ke_zsre()
+        breakage(bad)
+        path = write(tmp_path, "bad.json", [ke_zsre(), bad])
+        raises_naming({"type": "knowedit", "path": path}, path, "record 1", name)
+    path = write(tmp_path, "drop.json", [ke_zsre(), ke_zsre("X", prompt="no subject?")])
+    raises_naming({"type": "knowedit", "path": path, "bad_records": "error"}, "record 1", "subject_not_in_prompt")
 
 
 # ---------------------------------------------------------------- pararel
@@ -204,8 +365,8 @@ def test_pararel_conversion(tmp_path):
     recs = load_facts({"type": "pararel", "path": root, "seed": 0}, stats)
     rels = Counter(r["relation"] for r in recs)
     assert list(rels) == ["P30", "P36"] and rels == {"P30": 6, "P36": 5}  # P31: no patterns
-    assert stats["n_dropped_ambiguous_subject"] == 1  # Georgia
-    assert stats["n_dropped_subject_has_object"] == 1  # Luxembourg -> Luxembourg
+    assert stats["dropped"] == {"ambiguous_subject": ["P36-Georgia"],              # Tbilisi or Atlanta
+                                "subject_has_object": ["P36-Luxembourg"]}          # Luxembourg -> Luxembourg
     truth = {(r["relation"], r["subject"]): r["target_true"] for r in recs}
     for r in recs:
         if r["relation"] == "P36":
@@ -228,7 +389,7 @@ def test_pararel_conversion(tmp_path):
     assert load_facts({"type": "pararel", "path": root, "seed": 1}) != recs
     stats = {}
     assert {r["relation"] for r in load_facts({"type": "pararel", "path": root, "min_paraphrases": 1}, stats)} == {"P36"}
-    assert stats["n_dropped_min_paraphrases"] == 6
+    assert sorted(stats["dropped"]["min_paraphrases"]) == sorted(f"P30-{s}" for s in ("Ghana", "Kenya", "Mali", "Chad", "Peru", "Laos"))
 
 
 def test_pararel_errors(tmp_path):
@@ -351,7 +512,7 @@ def test_realdata_config_is_valid_and_names_files_under_the_data_root(realdata):
 
 def test_realdata_files_exist_and_load(realdata):
     real("counterfact")
-    data_root = str(ROOT / realdata["data_root"])
+    data_root = os.environ.get("EDIT_RETENTION_DATASETS") or str(ROOT / realdata["data_root"])
     for name in ("counterfact-easyedit", "counterfact", "zsre"):
         source = realdata["facts"][name]["source"]
         files = source_files(source, data_root)
@@ -397,7 +558,7 @@ def test_realdata_easyedit_source_drops_the_case_without_a_paraphrase(realdata):
     source = realdata["facts"]["counterfact-easyedit"]["source"]
     stats = {}
     recs = load_facts(source, stats, data_root=str(DATASETS))
-    assert len(recs) == 1918 and stats["n_dropped_min_paraphrases"] == 1
+    assert len(recs) == 1918 and stats["dropped"] == {"min_paraphrases": ["20664"]}
     assert "20664" not in {r["case_id"] for r in recs}
     assert len(split_paraphrases(recs, n_eval=realdata["paraphrase"]["n_eval"])) == 1918
     unfiltered = load_facts({k: v for k, v in source.items() if k != "min_paraphrases"}, data_root=str(DATASETS))

@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("prepare-facts", "load a fact source into records.jsonl")
     s.add_argument("--source", type=_json, required=True, help="fact source JSON")
     s.add_argument("--out", required=True)
+    s.add_argument("--out-report", help="load report: drops by reason with case ids, relation strata (JSON)")
     s = add("paraphrases", "split paraphrases into augmentation / evaluation "
             "(the records' templates, or those plus / instead of ones a language model writes)")
     s.add_argument("--records", required=True)
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     for o in ("--out-edit", "--out-control", "--out-scores"):
         s.add_argument(o, required=True)
+    s.add_argument("--score-cache", help="scores kept across runs (JSONL; select.py), e.g. beside --out-scores")
     s = sub.choices["stats"]
     s.add_argument("--corpus", required=True, help="JSONL with a 'text' field")
     s.add_argument("--layer", type=int, required=True)

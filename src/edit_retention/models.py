@@ -184,7 +184,42 @@ def prepare_model(spec: dict, out_dir: str | os.PathLike) -> None:
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        write_interop_fields(tmp)
         write_json(tmp / "source.json", spec)
+
+
+# transformers 5 writes the rotary settings only as ``rope_parameters`` and names the
+# tokenizer class "TokenizersBackend". transformers 4.x (and tools pinned to it, such as
+# vLLM builds) read ``rope_theta`` / ``rope_scaling`` and silently fall back to rope_theta
+# 10000 when it is absent (SmolLM2 uses 100000), and do not know that class. So the
+# prepared folder also carries the 4.x fields, equal to the 5.x ones, which 5.x reads the
+# same way, and names the generic fast-tokenizer class both versions know.
+LEGACY_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+
+
+def write_interop_fields(folder: str | os.PathLike) -> None:
+    """Add the fields a transformers 4.x reader needs to a folder written by 5.x (in place)."""
+    import json
+
+    folder = Path(folder)
+    cfg_path, tok_path = folder / "config.json", folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    rope = cfg.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_theta" in rope:  # one set for all layers (not per layer type)
+        cfg["rope_theta"] = rope["rope_theta"]
+        if "partial_rotary_factor" in rope:
+            cfg["partial_rotary_factor"] = rope["partial_rotary_factor"]
+        kind = rope.get("rope_type", "default")
+        extra = {k: v for k, v in rope.items() if k not in ("rope_theta", "partial_rotary_factor")}
+        cfg["rope_scaling"] = None if kind == "default" else {**extra, "rope_type": kind, "type": kind}
+    if "dtype" in cfg:
+        cfg["torch_dtype"] = cfg["dtype"]
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    if tok_path.exists():
+        tcfg = json.loads(tok_path.read_text())
+        if tcfg.get("tokenizer_class") == "TokenizersBackend":
+            tcfg["tokenizer_class"] = LEGACY_TOKENIZER_CLASS
+            tok_path.write_text(json.dumps(tcfg, indent=2, sort_keys=True) + "\n")
 
 
 # Mixed precision of gradient steps (fine-tuning, editors' target optimisation): "bf16" runs

@@ -75,13 +75,16 @@ def model_versions(dirs) -> list[dict]:
 
 
 def fact_versions(paths) -> list[dict]:
-    """Per fact file: number of records and sha256."""
+    """Per fact file: number of records, sha256, and the load report written beside it
+    (``load_report.json`` of prepare-facts: drops by reason, relation strata), if any."""
     out = []
     for p in paths or []:
         p = Path(p)
         if p.exists():
             n = sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
-            out.append({"path": str(p), "records": n, "sha256": _sha256(p)[:16]})
+            rep = p.parent / "load_report.json"
+            out.append({"path": str(p), "records": n, "sha256": _sha256(p)[:16],
+                        "load": json.loads(rep.read_text()) if rep.exists() else None})
         else:
             out.append({"path": str(p), "records": None, "sha256": "missing"})
     return out
@@ -247,7 +250,31 @@ def versions_section(models: list[dict], facts: list[dict], commit: str) -> str:
                    + (", ".join(f"{k} {v}" for k, v in m["weights_sha256"].items()) or "n/a"))
     for f in facts:
         out.append(f"- facts `{f['path']}`: {f['records']} records, sha256 {f['sha256']}")
+        out += load_lines(f.get("load"))
     return "\n".join(out)
+
+
+def _ids(ids: list, most: int = 20) -> str:
+    return ", ".join(ids[:most]) + (f", ... (+{len(ids) - most} more in load_report.json)" if len(ids) > most else "")
+
+
+def load_lines(load: dict | None) -> list[str]:
+    """The fact load report (``facts.load_report``) as bullet lines: drops and removals by
+    reason with case ids, the relation rule and strata, notes."""
+    if not load:
+        return []
+    out = [f"  - loaded {load.get('n_rows')} rows -> {load.get('n_records')} records (bad_records: "
+           f"{load.get('bad_records')})"]
+    for key, what in (("dropped", "cases dropped"), ("removed", "parts removed")):
+        for reason, d in load.get(key, {}).items():
+            out.append(f"  - {what}, {reason} ({d['meaning']}): {d['n']}; case ids {_ids(d['case_ids'])}")
+        if not load.get(key):
+            out.append(f"  - {what}: none")
+    rel = load.get("relations", {})
+    out.append(f"  - relation strata: {rel.get('n_strata')} ({rel.get('n_singleton_strata')} with one fact), "
+               f"rule `{rel.get('rule')}`: {rel.get('meaning')}")
+    out += [f"  - note: {n}" for n in load.get("notes", [])]
+    return out
 
 
 def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dict], problems: pd.DataFrame,
@@ -280,6 +307,7 @@ def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dic
         "",
         headline_section(cells),
         "",
+        *[f"PS caveat ({f['path']}): {n}\n" for f in facts or [] for n in (f.get("load") or {}).get("notes", [])],
         "## Elasticity",
         "",
         elasticity_section(curves),

@@ -19,13 +19,15 @@ rule prepare_facts:
         code=code("prepare_facts"),
         files=fact_source_files,
     output:
-        "data/facts/{facts}/records.jsonl",
+        records="data/facts/{facts}/records.jsonl",
+        report="data/facts/{facts}/load_report.json",
     params:
         source=fact_source,
     log:
         "logs/prepare_facts/{facts}.log",
     shell:
-        "{PY} -m edit_retention prepare-facts --source {params.source:q} --out {output} 2> {log}"
+        "{PY} -m edit_retention prepare-facts --source {params.source:q} --out {output.records}"
+        " --out-report {output.report} 2> {log}"
 
 
 # paraphrase.generator: template (the records' own templates) or lm (a model of the study
@@ -96,7 +98,8 @@ rule select_intrinsic:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention select --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --records {input.records} --n-edit {params.n_edit}"
         " --n-control {params.n_control} --seed {params.seed} --batch-size {params.batch_size} {params.known}"
-        " --out-edit {output.edit} --out-control {output.control} --out-scores {output.scores} 2> {log}"
+        " --out-edit {output.edit} --out-control {output.control} --out-scores {output.scores}"
+        " --score-cache data/select/{wildcards.model}/{wildcards.facts}/score_cache.jsonl 2> {log}"
 
 
 rule layer_stats:

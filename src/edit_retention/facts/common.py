@@ -32,6 +32,52 @@ def bump(stats: dict, key: str, n: int = 1) -> None:
     stats[key] = stats.get(key, 0) + n
 
 
+# The one policy for rows a loader cannot use (``facts/__init__`` documents it). A row that
+# breaks the file's format (a missing field, a wrong type) stops the load: the file is not
+# what its type says. A well-formed case that cannot be an edit case is dropped, and its
+# case id is recorded under the reason; ``bad_records: error`` turns the first drop into an
+# InputError instead. Parts of a case that cannot be used (a rephrasing without the
+# subject, a neighbour whose answer is the edit's target) are removed and recorded the
+# same way but never stop the load.
+DROP_REASONS = {
+    "target_new_is_true": "the counterfactual target equals the true object (nothing to edit)",
+    "subject_not_in_prompt": "the prompt does not contain the subject (no subject slot to edit)",
+    "no_target_true": "no true object is given",
+    "ambiguous_subject": "the subject is listed with two or more different objects",
+    "subject_has_object": "the subject contains its object as a word",
+    "min_paraphrases": "fewer distinct paraphrase templates than min_paraphrases",
+}
+REMOVE_REASONS = {
+    "paraphrase_without_subject": "a rephrasing that does not contain the subject",
+    "paraphrase_not_relation_template": "a rephrasing that does not end in a prompt template of the file "
+                                        "(a generation prompt, not a paraphrase; rephrase_filter)",
+    "neighbour_answers_target_new": "a neighbourhood prompt whose answer is the edit's target_new",
+}
+BAD_RECORDS = ("drop", "error")
+
+
+def drop(stats: dict, reason: str, case_id, where: str = "") -> None:
+    """Record that the case ``case_id`` is dropped for ``reason`` (a key of DROP_REASONS);
+    under ``stats["bad_records"] == "error"`` raise an InputError naming it instead."""
+    if stats.get("bad_records") == "error":
+        raise InputError(f"{where or f'case {case_id!r}'}: {DROP_REASONS[reason]} ({reason}); "
+                         f"the source's 'bad_records: error' makes this fatal (set 'drop' to drop and count such cases)")
+    stats.setdefault("dropped", {}).setdefault(reason, []).append(str(case_id))
+
+
+def remove(stats: dict, reason: str, case_id) -> None:
+    """Record that one part (a paraphrase, a neighbour) of case ``case_id`` is removed."""
+    stats.setdefault("removed", {}).setdefault(reason, []).append(str(case_id))
+
+
+def n_dropped(stats: dict, reason: str) -> int:
+    return len(stats.get("dropped", {}).get(reason, []))
+
+
+def n_removed(stats: dict, reason: str) -> int:
+    return len(stats.get("removed", {}).get(reason, []))
+
+
 def source_path(source: dict, kind: str = "file") -> Path:
     """The source's existing ``path`` (a file, or a directory when ``kind="dir"``)."""
     name = source.get("type")
@@ -131,6 +177,18 @@ def case_where(case: Any, where_file: str, index: int, id_key: str | None = "cas
         case_id = field(case, id_key, where, (int, str))
         where += f" (case_id {case_id!r})"
     return where, case_id
+
+
+RELATION_RULES = {
+    "template": "a file without relation ids: the relation is the case's prompt template with the "
+                "subject blanked, \"template:<template>\" (CounterFact and zsRE word each relation "
+                "with a few fixed templates, so facts sharing a template share a relation)",
+}
+
+
+def template_relation(template: str) -> str:
+    """The relation of a case whose file has none: its prompt template, whitespace collapsed."""
+    return "template:" + " ".join(template.split())
 
 
 def to_template(text: str, subject: str) -> str | None:

@@ -20,11 +20,12 @@ Per relation:
    records without paraphrases, which the paraphrase stage rejects: drop them with
    ``relations`` or ``min_paraphrases``.
 2. facts: a subject listed with two or more different objects has no single true answer
-   and is dropped (stats["n_dropped_ambiguous_subject"]), as is one that contains its
-   object as a word ("Kuwait City" -> Kuwait; stats["n_dropped_subject_has_object"]);
+   and is dropped ("ambiguous_subject", case id "<relation>-<subject>"), as is one that
+   contains its object as a word ("Kuwait City" -> Kuwait; "subject_has_object");
    repeated facts count once.
 3. the rest is shuffled (``random.Random(f"{seed}:{relation}")``), the first
-   ``per_relation`` are kept, and ``facts.builtin.records_from_pairs`` builds the records:
+   ``per_relation`` are kept (stats["n_usable_facts"] counts them all), and
+   ``facts.builtin.records_from_pairs`` builds the records:
    ``target_new`` another object of the kept facts of the relation (seeded per case),
    neighbourhood prompts the main prompt of up to 3 other subjects sharing the true object
    (then others), case ids ``"<relation>-<subject>"``, source ``"pararel:<relation>"``.
@@ -40,7 +41,7 @@ from pathlib import Path
 
 from ..io import InputError, read_jsonl
 from .builtin import contains_word, records_from_pairs
-from .common import bump, case_where, source_path, text
+from .common import case_where, drop, source_path, text
 
 _Y_END = re.compile(r"\s*\[Y\]\s*\.?\s*$")
 _REL_ID = re.compile(r"P[0-9]+")
@@ -68,11 +69,13 @@ def relation_templates(path: Path) -> list[str]:
     return out
 
 
-def relation_pairs(path: Path, stats: dict) -> list[tuple[str, str]]:
+def relation_pairs(path: Path, stats: dict, rel: str = "") -> list[tuple[str, str]]:
     """The relation's unambiguous (subject, object) facts, in file order."""
     objects: dict[str, set[str]] = {}
     order: list[tuple[str, str]] = []
-    for i, row in enumerate(read_jsonl(path)):
+    rows = read_jsonl(path)
+    stats["n_rows"] = stats.get("n_rows", 0) + len(rows)
+    for i, row in enumerate(rows):
         where, _ = case_where(row, str(path), i, id_key=None)
         subj, obj = text(row, "sub_label", where), text(row, "obj_label", where)
         if subj not in objects:
@@ -81,9 +84,9 @@ def relation_pairs(path: Path, stats: dict) -> list[tuple[str, str]]:
     out = []
     for subj, obj in order:
         if len(objects[subj]) > 1:
-            bump(stats, "n_dropped_ambiguous_subject")
+            drop(stats, "ambiguous_subject", f"{rel}-{subj}", f"{path}: subject {subj!r}")
         elif contains_word(subj, obj) or "{}" in subj:
-            bump(stats, "n_dropped_subject_has_object")
+            drop(stats, "subject_has_object", f"{rel}-{subj}", f"{path}: subject {subj!r} (object {obj!r})")
         else:
             out.append((subj, obj))
     return out
@@ -113,15 +116,14 @@ def load_pararel(source: dict, stats: dict) -> tuple[list[dict], str]:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise InputError(f"fact source 'pararel': field {key!r} must be an integer >= {least}, got {value!r}")
     stats.setdefault("relations_skipped", [])
-    stats.setdefault("n_dropped_ambiguous_subject", 0)
-    stats.setdefault("n_dropped_subject_has_object", 0)
     records = []
     for rel in _relations(root, source.get("relations")):
         templates = relation_templates(root / "patterns" / f"{rel}.jsonl")
         if not templates:
             stats["relations_skipped"].append(rel)
             continue
-        pairs = relation_pairs(root / "trex" / f"{rel}.jsonl", stats)
+        pairs = relation_pairs(root / "trex" / f"{rel}.jsonl", stats, rel)
         random.Random(f"{seed}:{rel}").shuffle(pairs)
+        stats["n_usable_facts"] = stats.get("n_usable_facts", 0) + len(pairs)
         records += records_from_pairs(rel, templates[0], templates[1:], pairs[:per_relation], seed, f"pararel:{rel}")
     return records, str(root)

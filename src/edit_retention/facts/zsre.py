@@ -7,21 +7,23 @@ One JSON object per question::
                                      ("When was the inception of {}?"); the answer follows
                                      after one space, as in ROME's and EasyEdit's zsRE runs.
                                      A question without its subject cannot be edited: the
-                                     case is dropped (stats["n_dropped_subject_not_in_prompt"])
+                                     case is dropped ("subject_not_in_prompt")
     answers[0]                    -> target_true (the gold answer; further answers unused)
     alt                           -> target_new (EasyEdit's convention; ROME instead inserts
                                      answers[0] into a model that does not know it). A case
-                                     whose alt is one of its answers has no counterfactual
-                                     and is dropped (stats["n_dropped_target_new_is_true"])
+                                     whose alt is one of its answers (case-insensitive) has
+                                     no counterfactual and is dropped ("target_new_is_true")
     rephrase                      -> paraphrase_prompts: one template, the same templating
-                                     (without the subject: dropped, stats["n_paraphrases_dropped"])
+                                     (without the subject: removed, "paraphrase_without_subject")
     loc ("nq question: ...")      -> neighborhood_prompts: [{"prompt": loc + "?",
     loc_ans                           "target": loc_ans}] (ROME's prompt: the NQ question
                                      with its "nq question:" prefix and a question mark);
-                                     dropped when loc_ans equals alt
-                                     (stats["n_neighbours_dropped"])
+                                     removed when loc_ans equals alt
+                                     ("neighbour_answers_target_new")
     pred, cond, portability          not used (pred is MEND's base model's answer)
-    relation                         not in zsRE: the constant "zsre"
+    relation                         not in zsRE: the question's template,
+                                     "template:<prompt>" (``facts.common.template_relation``;
+                                     zsRE asks each relation with a few question templates)
     case_id                          the row's index in the file (as ROME numbers zsRE),
                                      so dropping a case does not renumber the others
 
@@ -30,7 +32,8 @@ NQ answer must stay more likely than the edit's target_new, teacher-forced over 
 answer), not zsRE's usual token-level accuracy of the NQ answer under the edited model;
 the numbers are not comparable with published zsRE locality scores.
 
-Accepts ``path`` or ``hf`` (``facts.common``).
+Accepts ``path`` or ``hf`` (``facts.common``). Drops and removals are recorded by reason
+with their case ids (``facts.common.drop``).
 """
 from __future__ import annotations
 
@@ -38,18 +41,11 @@ import logging
 from typing import Any
 
 from ..io import InputError
-from .common import bump, case_where, field, source_rows, text, to_template
+from .common import case_where, drop, field, remove, source_rows, template_relation, text, to_template
 
 log = logging.getLogger(__name__)
 
-RELATION = "zsre"
 NQ_PREFIX = "nq question:"
-DROPS = {
-    "n_dropped_subject_not_in_prompt": "questions that do not contain their subject",
-    "n_dropped_target_new_is_true": "cases whose alt is one of their answers",
-    "n_paraphrases_dropped": "rephrasings without their subject",
-    "n_neighbours_dropped": "NQ neighbours whose answer is the edit's alt",
-}
 
 
 def zsre_record(case: Any, where_file: str, index: int, stats: dict, tag: str = "") -> dict | None:
@@ -67,22 +63,22 @@ def zsre_record(case: Any, where_file: str, index: int, stats: dict, tag: str = 
     loc_ans = text(case, "loc_ans", where)
     prompt = to_template(question, subject)
     if prompt is None:
-        bump(stats, "n_dropped_subject_not_in_prompt")
+        drop(stats, "subject_not_in_prompt", index, f"{where}: field 'src' {question!r}")
         return None
     if target_new.lower() in {a.strip().lower() for a in answers if isinstance(a, str)}:
-        bump(stats, "n_dropped_target_new_is_true")
+        drop(stats, "target_new_is_true", index, f"{where}: field 'alt' {target_new!r}")
         return None
     paraphrase = to_template(rephrase, subject)
     if paraphrase is None:
-        bump(stats, "n_paraphrases_dropped")
+        remove(stats, "paraphrase_without_subject", index)
     neighbours = []
     if loc_ans == target_new:
-        bump(stats, "n_neighbours_dropped")
+        remove(stats, "neighbour_answers_target_new", index)
     else:
         neighbours.append({"prompt": loc if loc.endswith("?") else loc + "?", "target": loc_ans})
     return {
         "case_id": str(index),
-        "relation": RELATION,
+        "relation": template_relation(prompt),
         "subject": subject,
         "prompt": prompt,
         "target_true": target_true,
@@ -96,10 +92,6 @@ def zsre_record(case: Any, where_file: str, index: int, stats: dict, tag: str = 
 def load_zsre(source: dict, stats: dict) -> tuple[list[dict], str]:
     """Records from a zsRE file in the MEND schema."""
     cases, where, tag = source_rows(source, "zsRE questions")
-    for key in DROPS:
-        stats.setdefault(key, 0)
-    records = [r for i, c in enumerate(cases) if (r := zsre_record(c, where, i, stats, tag)) is not None]
-    for key, what in DROPS.items():
-        if stats[key]:
-            log.warning("%s: dropped %d %s", where, stats[key], what)
-    return records, where
+    stats["n_rows"] = len(cases)
+    stats["relation_rule"] = "template"
+    return [r for i, c in enumerate(cases) if (r := zsre_record(c, where, i, stats, tag)) is not None], where
