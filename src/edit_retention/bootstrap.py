@@ -45,7 +45,8 @@ N_BOOT = 1000
 ALPHA = 0.05
 LOG_METRICS = {"target_prob_ratio"}      # num is a log ratio: value = exp(sum num / sum den)
 # Counts of successes out of den: their cell CI is also united with Wilson's interval.
-COUNT_METRICS = {"rewrite_success", "top1_accuracy", "retention_rewrite", "efr", "retention_paraphrase"}
+COUNT_METRICS = {"rewrite_success", "top1_accuracy", "retention_rewrite", "efr", "retention_paraphrase",
+                 "health_control_agreement", "health_first_token_es", "health_neighborhood_agreement"}
 
 
 def seeded_rng(seed: int, *key) -> np.random.Generator:

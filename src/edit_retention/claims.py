@@ -33,6 +33,7 @@ from .bootstrap import N_BOOT
 from .cells import CELL_KEYS
 from .comparison import CANNOT_TELL, MARGIN, N_PERM, NOT_IN_GRID, Comparison, compare, one_sample, verdict
 from .freezing import TRAINS_NON_EDITED_ONLY
+from .health_table import UNHEALTHY
 from .phases import FINAL_PHASE
 
 CLAIM_COLUMNS = ["claim", "source", "statement", "scope", "contrast", "primary", "test", "effect", "ci_low",
@@ -218,13 +219,43 @@ CLAIMS = [
 ]
 
 
+def withhold_unhealthy(rows: list[dict], unhealthy: dict[tuple[str, str], str]) -> list[dict]:
+    """Rows whose cells come from an edit that failed the health gate get the verdict
+    ``health_table.UNHEALTHY`` instead of one (their numbers stay, for inspection): a
+    per-scope row when its (model, editor) has an unhealthy edit, a pooled row when any
+    scope of its claim does. The gate is per editor: one broken edit of an editor withholds
+    every claim about that editor's cells (the safe side)."""
+    if not unhealthy:
+        return rows
+    bad_claims: dict[str, list[str]] = {}
+    for r in rows:
+        parts = str(r["scope"]).split("/")
+        if r["scope"] != "all" and len(parts) >= 2 and (parts[0], parts[1]) in unhealthy:
+            bad_claims.setdefault(r["claim"], []).append(f"{parts[1]}: {unhealthy[(parts[0], parts[1])]}")
+    out = []
+    for r in rows:
+        parts = str(r["scope"]).split("/")
+        if r["scope"] == "all":
+            reasons = sorted(set(bad_claims.get(r["claim"], [])))
+        else:
+            reasons = [f"{parts[1]}: {unhealthy[(parts[0], parts[1])]}"] if (parts[0], parts[1]) in unhealthy else []
+        if reasons and r["verdict"] != NOT_IN_GRID:
+            note = "; ".join(x for x in (r["note"], "withheld, edit health gate failed: " + " | ".join(reasons)) if x)
+            r = dict(r, verdict=UNHEALTHY, note=note)
+        out.append(r)
+    return out
+
+
 def evaluate_claims(units: pd.DataFrame, cells: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
-                    seed: int = 0, margin: float = MARGIN) -> pd.DataFrame:
-    """The claims table (``CLAIM_COLUMNS``): every claim of ``CLAIMS`` on these cells."""
+                    seed: int = 0, margin: float = MARGIN,
+                    unhealthy: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+    """The claims table (``CLAIM_COLUMNS``): every claim of ``CLAIMS`` on these cells;
+    ``unhealthy`` ({(model, editor): reasons}, ``health_table.unhealthy_scopes``) withholds
+    the verdicts that rest on broken edits (``withhold_unhealthy``)."""
     if "paraphrase_k" not in cells or cells["paraphrase_k"].isna().all():
         rows = [_row(c[:3], "all", "", True, None, CANNOT_TELL,
                      "remedy definitions were not given to summarize (--remedies)") for c in CLAIMS]
         return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     study = Study(units, _remedy_table(cells), n_boot, n_perm, seed, margin)
     rows = [row for cid, source, statement, test in CLAIMS for row in test((cid, source, statement), study)]
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    return pd.DataFrame(withhold_unhealthy(rows, unhealthy or {}), columns=CLAIM_COLUMNS)

@@ -36,6 +36,7 @@ STAGES = {
     "stats": "stages.layer_stats:run",
     "train-mend": "stages.train_mend:run",
     "edit": "stages.apply_edits:run",
+    "edit-health": "stages.edit_health:run",
     "finetune": "stages.finetune:run",
     "evaluate": "stages.evaluate:run",
     "summarize": "stages.summarize:run",
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("stats", "second-moment statistics of one layer's MLP keys"),
                        ("train-mend", "train MEND's hypernetwork on facts outside the study's sets"),
                        ("edit", "apply an editor; write weight deltas and a log"),
+                       ("edit-health", "measure whether an edit left the model whole (health.py)"),
                        ("finetune", "fine-tune a (edited) model on a task"),
                        ("evaluate", "score edited and control facts")):
         s = add(name, help)
@@ -162,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-val", type=int, default=20, help="held-out training facts scored before/after")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="hypernetwork folder")
+    s = sub.choices["edit-health"]
+    required(s, "--edit", "--edited", "--control", "--texts", "--out")
+    s.add_argument("--n-texts", type=int, default=32, help="held-out passages for the perplexity ratio")
+    s.add_argument("--batch-size", type=int, default=32, help="prompts per greedy pass")
     s = sub.choices["edit"]
     s.add_argument("--editor", required=True)
     s.add_argument("--hparams", type=_json, default={}, help="overrides (JSON), applied last")
@@ -203,8 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("summarize", "summary.csv, metrics.json, cells.csv (CIs), facts.csv, problems.csv")
     s.add_argument("--cell", action="append", required=True,
                    help="model=..,editor=..,task=..,remedy=..,seed=..,base=F,edited=F,step-<N>=F,...,"
-                        "finetuned=F,task_metrics=F")
+                        "finetuned=F,task_metrics=F,health=F")
     required(s, "--out-csv", "--out-metrics")
+    s.add_argument("--out-health", help="edit-health table with the gate's verdicts (default: health.csv beside "
+                   "--out-csv)")
+    s.add_argument("--health", type=_json, default={}, help="the study's health config (JSON): the gate's thresholds")
     s.add_argument("--out-cells", help="cell table with CIs (default: cells.csv beside --out-csv)")
     s.add_argument("--out-facts", help="per-fact units (default: facts.csv beside --out-csv)")
     s.add_argument("--out-problems", help="named problems (default: problems.csv beside --out-csv)")
@@ -219,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     s = add("analyze", "claims table and elasticity fits from cells.csv and facts.csv")
     required(s, "--cells", "--facts")
+    s.add_argument("--health", help="health.csv (summarize): claims resting on edits that fail the gate are withheld")
     s.add_argument("--out-claims", required=True, help="claims.csv (every scope and contrast)")
     s.add_argument("--out-claims-json", required=True, help="primary verdicts (DVC metrics)")
     s.add_argument("--out-elasticity", required=True, help="fitted curves (JSON)")
@@ -242,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     required(s, "--cells", "--claims")
     s.add_argument("--elasticity")
     s.add_argument("--problems")
+    s.add_argument("--health", help="health.csv: the edit-health table and the gate's verdicts")
     s.add_argument("--config", type=_json, help="the study config (JSON)")
     s.add_argument("--models", nargs="*", default=[], help="prepared model folders (source.json)")
     s.add_argument("--facts", nargs="*", default=[], help="fact files (records, hashed)")

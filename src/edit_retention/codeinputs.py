@@ -39,7 +39,7 @@ DVC_STAGES = {
     "facts": ["prepare_facts", "generate_paraphrases", "build_corpus"],
     "intrinsic": ["select_intrinsic"],
     "stats": ["layer_stats"],
-    "edits": ["apply_edits", "train_mend"],
+    "edits": ["apply_edits", "train_mend", "edit_health"],
     "finetune_evaluate": ["build_task_data", "finetune", "evaluate"],
     "summarize": ["summarize", "claims"],
     "figures": ["figure"],

@@ -210,6 +210,20 @@ def elasticity_section(curves: list[dict]) -> str:
     return "\n".join(out)
 
 
+def health_section(health: pd.DataFrame | None) -> str:
+    """One row per edit: its health (health.py) and the gate's verdict."""
+    if health is None or health.empty:
+        return "No edit-health measurements (the cells name no health file)."
+    rows = []
+    for _, r in health.iterrows():
+        rows.append([str(r["model"]), str(r["editor"]), str(r["regime"]), _f(r["paraphrase_k"], 0),
+                     str(r["n_requests"]), _f(r["control_agreement"]), _f(r["neighborhood_agreement"]),
+                     _f(r["first_token_es"]), _f(r["ppl_ratio"]), _f(r["delta_rel_norm"]),
+                     "healthy" if bool(r["healthy"]) else f"**unhealthy**: {r['problems']}"])
+    return _table(["model", "editor", "regime", "k", "facts", "control agreement", "neighbour agreement",
+                   "first-token ES", "perplexity ratio", "max |Δ|/|W|", "gate"], rows)
+
+
 def problems_section(problems: pd.DataFrame) -> str:
     if problems is None or problems.empty:
         return "None: every cell has n > 0, no NaN value, every seed of the grid is present."
@@ -279,8 +293,9 @@ def load_lines(load: dict | None) -> list[str]:
 
 def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dict], problems: pd.DataFrame,
                      config: dict, models: list[dict] | None = None, facts: list[dict] | None = None,
-                     commit: str = "unknown") -> str:
+                     commit: str = "unknown", health: pd.DataFrame | None = None) -> str:
     n_problems = 0 if problems is None else len(problems)
+    n_unhealthy = 0 if health is None or health.empty else int((~health["healthy"].astype(bool)).sum())
     parts = [
         "# Results",
         "",
@@ -289,6 +304,8 @@ def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dic
         "",
         f"Problems: **{n_problems}** (see the last section).",
         "",
+        *([f"**{n_unhealthy} edit(s) failed the health gate**: claims about their cells say "
+           f"\"edit unhealthy\" instead of a verdict (see Edit health).", ""] if n_unhealthy else []),
         "## Claims",
         "",
         claims_section(claims),
@@ -302,6 +319,16 @@ def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dic
         f"which share facts); CI = {N_BOOT}-replicate two-way bootstrap over facts (within relation) "
         f"and seeds, united with Newcombe's score interval so that all-equal outcomes do not give a "
         f"zero-width interval. See `src/edit_retention/comparison.py`.",
+        "",
+        "## Edit health (after the edit, before fine-tuning)",
+        "",
+        health_section(health),
+        "",
+        "Control / neighbour agreement: share of control facts' main prompts / edited subjects' "
+        "neighbourhood prompts whose greedy next token is the base model's; first-token ES: share of "
+        "edited facts whose greedy next token is target_new's first token; perplexity ratio: held-out "
+        "corpus text, edited / base; max |Δ|/|W|: the largest delta norm relative to its weight. The "
+        "gate's thresholds are the study config's `health:` block.",
         "",
         "## Headline numbers (95% CI)",
         "",

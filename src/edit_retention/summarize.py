@@ -89,6 +89,7 @@ from .bootstrap import N_BOOT
 from .cells import LABELS, cell_table, remedy_traits, task_steps
 from .phases import phase_order
 from .problems import PROBLEM_COLUMNS, find_problems
+from .health_table import health_problems, health_rows, health_table, read_health
 from .io import InputError, atomic_path, read_json, read_jsonl, write_json
 
 COLUMNS = ["model", "editor", "task", "remedy", "seed", "knowledge", "phase", "metric", "value", "n"]
@@ -270,6 +271,11 @@ def cell_rows(cell: dict, i: int = 0, units: list | None = None) -> list[dict]:
     if cell.get("task_metrics"):
         out += [dict(labels, knowledge="task", phase="finetuned", metric=m, value=v, n=n)
                 for m, v, n in task_metric_rows(cell["task_metrics"], where)]
+    if cell.get("health"):
+        h_rows, h_units = health_rows(read_health(cell["health"], where), labels)
+        out += h_rows
+        if units is not None:
+            units += h_units
     return out
 
 
@@ -292,6 +298,7 @@ class Results:
     units: pd.DataFrame
     cells: pd.DataFrame
     problems: pd.DataFrame
+    health: pd.DataFrame | None = None
 
 
 def relations_of(records_paths) -> dict[str, str]:
@@ -307,7 +314,7 @@ def relations_of(records_paths) -> dict[str, str]:
 
 def summarize_all(cells: list[dict], relations: dict | None = None, remedies: dict | None = None,
                   tasks: dict | None = None, allow_missing: bool = False, n_boot: int = N_BOOT,
-                  seed: int = 0) -> Results:
+                  seed: int = 0, health_thresholds: dict | None = None) -> Results:
     """Summary + per-fact units + cell table with CIs + problems, for the given cells.
 
     ``relations`` maps case_id -> relation (facts without one are in stratum "unknown",
@@ -315,6 +322,8 @@ def summarize_all(cells: list[dict], relations: dict | None = None, remedies: di
     give each cell its remedy's paraphrase_k / freeze / method and each phase its step.
     ``allow_missing``: a cell whose scores or task metrics cannot be read (a failed seed)
     is left out and named under problems instead of stopping the summary.
+    ``health_thresholds``: the gate's thresholds (``health.THRESHOLDS`` where not given) for
+    the edit-health table of the cells that name a health file.
     """
     rows, units, problems = [], [], []
     for i, cell in enumerate(cells):
@@ -334,14 +343,18 @@ def summarize_all(cells: list[dict], relations: dict | None = None, remedies: di
     u.insert(len(LABELS) + 4, "relation", [relations.get(str(c), "unknown") for c in u["case_id"]])
     cells_df = cell_table(u, summary, remedy_traits(remedies), task_steps(tasks), n_boot, seed)
     problems += find_problems(summary, u, cells, remedies, relations)
-    return Results(summary, u, cells_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
+    health = health_table(cells, health_thresholds)
+    problems += health_problems(health)
+    return Results(summary, u, cells_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS), health)
 
 
 def write_results(res: Results, csv_path, metrics_path, cells_path=None, units_path=None,
-                  problems_path=None) -> None:
-    """summary.csv + metrics.json (as ``write_summary``), cells.csv, facts.csv, problems.csv."""
+                  problems_path=None, health_path=None) -> None:
+    """summary.csv + metrics.json (as ``write_summary``), cells.csv, facts.csv, problems.csv,
+    health.csv."""
     write_summary(res.summary, csv_path, metrics_path)
-    for df, path in ((res.cells, cells_path), (res.units, units_path), (res.problems, problems_path)):
+    for df, path in ((res.cells, cells_path), (res.units, units_path), (res.problems, problems_path),
+                     (res.health, health_path)):
         if path:
             with atomic_path(path, suffix=".csv") as tmp:
                 df.to_csv(tmp, index=False, na_rep="NaN", float_format="%.10g")

@@ -266,6 +266,7 @@ def cells():
                             "edited": f"{base}/edited/{e}/k{remedy_k(r)}.jsonl",
                             "finetuned": f"{base}/finetuned/{ft}.jsonl",
                             "task_metrics": f"data/finetuned/{m}/{FACTS}/{ft}/metrics.json",
+                            "health": f"data/edits/{m}/{FACTS}/{e}/k{remedy_k(r)}.health.json",
                         }
                         for n in checkpoint_steps(t):
                             cell[f"step-{n}"] = f"data/finetuned/{m}/{FACTS}/{ft}/steps/step-{n}.jsonl"
@@ -278,7 +279,7 @@ def cell_files():
     folder (a directory output), so the folder is the input."""
     from pathlib import Path
 
-    keys = ("base", "edited", "finetuned", "task_metrics")
+    keys = ("base", "edited", "finetuned", "task_metrics", "health")
     files = {c[k] for c in cells() for k in keys}
     files |= {str(Path(v).parent) for c in cells() for k, v in c.items() if k.startswith("step-")}
     return sorted(files)
@@ -289,8 +290,10 @@ def cell_args():
 
 
 def all_edits():
-    return sorted({f"data/edits/{m}/{FACTS}/{e}/k{remedy_k(r)}"
-                   for m in G["models"] for e in G["editors"] for r in G["remedies"]})
+    """Every edit of the grid and its health measurement."""
+    edits = {f"data/edits/{m}/{FACTS}/{e}/k{remedy_k(r)}" for m in G["models"] for e in G["editors"]
+             for r in G["remedies"]}
+    return sorted(edits | {f"{d}.health.json" for d in edits})
 
 
 def all_stats():

@@ -27,6 +27,32 @@ rule apply_edits:
         " --stats {input.stats} --out {output} 2> {log}"
 
 
+# Edit health (health.py), before any fine-tuning: does the edited model still say what the
+# base model said about facts it was not asked to change, and read ordinary text as well?
+# Its own job, so that the gate's thresholds (read by summarize) or a change to the health
+# code never redo an edit.
+rule edit_health:
+    input:
+        code=code("edit_health"),
+        model="data/models/{model}/base",
+        edit="data/edits/{model}/{facts}/{editor}/k{k}",
+        edited="data/select/{model}/{facts}/edit.jsonl",
+        control="data/select/{model}/{facts}/control.jsonl",
+        texts=f"data/corpus/{CORPUS}/{{facts}}/eval.jsonl",
+    output:
+        "data/edits/{model}/{facts}/{editor}/k{k}.health.json",
+    params:
+        n_texts=config["health"]["n_texts"],
+        device=config["device"],
+    threads: 1
+    log:
+        "logs/edit_health/{model}/{facts}/{editor}/k{k}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m edit_retention edit-health --model {input.model}"
+        " --device {params.device} --edit {input.edit} --edited {input.edited} --control {input.control}"
+        " --texts {input.texts} --n-texts {params.n_texts} --out {output} 2> {log}"
+
+
 # MEND's hypernetwork, trained once per (model, fact set) on the facts outside the study's
 # edit and control sets, and shared by every edit that uses it.
 rule train_mend:

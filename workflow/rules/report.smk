@@ -18,8 +18,10 @@ rule summarize:
         cells="data/results/cells.csv",
         facts="data/results/facts.csv",
         problems="data/results/problems.csv",
+        health="data/results/health.csv",
     params:
         cells=cell_args(),
+        health=as_json(config["health"]),
         remedies=summary_remedies(),
         tasks=summary_tasks(),
     log:
@@ -28,7 +30,7 @@ rule summarize:
         "{PY} -m edit_retention summarize {params.cells} --records {input.records}"
         " --remedies {params.remedies:q} --tasks {params.tasks:q} --out-csv {output.csv}"
         " --out-metrics {output.metrics} --out-cells {output.cells} --out-facts {output.facts}"
-        " --out-problems {output.problems} 2> {log}"
+        " --out-problems {output.problems} --out-health {output.health} --health {params.health:q} 2> {log}"
 
 
 rule claims:
@@ -36,6 +38,7 @@ rule claims:
         code=code("claims"),
         cells="data/results/cells.csv",
         facts="data/results/facts.csv",
+        health="data/results/health.csv",
     output:
         claims=report("data/results/claims.csv", caption="../report/claims.rst", category="Claims"),
         claims_json="data/results/claims.json",
@@ -44,7 +47,7 @@ rule claims:
     log:
         "logs/claims.log",
     shell:
-        "{PY} -m edit_retention analyze --cells {input.cells} --facts {input.facts}"
+        "{PY} -m edit_retention analyze --cells {input.cells} --facts {input.facts} --health {input.health}"
         " --out-claims {output.claims} --out-claims-json {output.claims_json}"
         " --out-elasticity {output.fits} --out-elasticity-csv {output.fits_csv} 2> {log}"
 
@@ -78,6 +81,7 @@ rule report:
         claims="data/results/claims.csv",
         fits="data/results/elasticity.json",
         problems="data/results/problems.csv",
+        health="data/results/health.csv",
         models=expand("data/models/{m}/base", m=G["models"]),
         facts=f"data/facts/{FACTS}/records.jsonl",
         facts_report=f"data/facts/{FACTS}/load_report.json",  # read beside --facts (report.fact_versions)
@@ -90,7 +94,7 @@ rule report:
         "logs/report.log",
     shell:
         "{PY} -m edit_retention report --cells {input.cells} --claims {input.claims}"
-        " --elasticity {input.fits} --problems {input.problems} --config {params.config:q}"
+        " --elasticity {input.fits} --problems {input.problems} --health {input.health} --config {params.config:q}"
         " --models {input.models} --facts {input.facts} --out {output.md}"
         " --out-config {output.config} 2> {log}"
 

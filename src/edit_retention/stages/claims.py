@@ -6,13 +6,16 @@ import pandas as pd
 
 from ..claims import evaluate_claims
 from ..elasticity import elasticity
+from ..health_table import unhealthy_scopes
 from ..io import atomic_path, write_json
 from ..tables import read_table
 
 
 def run(a) -> None:
     cells, units = read_table(a.cells), read_table(a.facts)
-    claims = evaluate_claims(units, cells, n_boot=a.n_boot, n_perm=a.n_perm, seed=a.seed, margin=a.margin)
+    unhealthy = unhealthy_scopes(read_table(a.health)) if a.health else {}
+    claims = evaluate_claims(units, cells, n_boot=a.n_boot, n_perm=a.n_perm, seed=a.seed, margin=a.margin,
+                             unhealthy=unhealthy)
     with atomic_path(a.out_claims, suffix=".csv") as tmp:
         claims.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
     primary = claims[claims["primary"]]

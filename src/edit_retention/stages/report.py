@@ -9,10 +9,11 @@ from ..tables import read_table
 
 def run(a) -> None:
     problems = read_table(a.problems) if a.problems else None
+    health = read_table(a.health) if a.health else None
     curves = read_json(a.elasticity).get("curves", []) if a.elasticity else []
     text = results_markdown(read_table(a.cells), read_table(a.claims), curves, problems, a.config or {},
                             models=model_versions(a.models), facts=fact_versions(a.facts),
-                            commit=git_commit(a.git_dir))
+                            commit=git_commit(a.git_dir), health=health)
     write_text(a.out, text)
     if a.out_config:
         write_json(a.out_config, a.config or {})

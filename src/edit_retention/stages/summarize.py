@@ -31,10 +31,11 @@ def parse_cell(s: str) -> dict:
 
 def run(a) -> None:
     res = summarize_all([parse_cell(c) for c in a.cell], relations_of(a.records), a.remedies, a.tasks,
-                        allow_missing=a.allow_missing, n_boot=a.n_boot, seed=a.seed)
+                        allow_missing=a.allow_missing, n_boot=a.n_boot, seed=a.seed, health_thresholds=a.health)
     out = Path(a.out_csv).parent
     write_results(res, a.out_csv, a.out_metrics, a.out_cells or out / "cells.csv",
-                  a.out_facts or out / "facts.csv", a.out_problems or out / "problems.csv")
+                  a.out_facts or out / "facts.csv", a.out_problems or out / "problems.csv",
+                  a.out_health or out / "health.csv")
     with atomic_path(Path(a.out_csv).with_name("retention.csv"), suffix=".csv") as tmp:
         retention_table(res.summary).to_csv(tmp, index=False)
     for _, p in res.problems.iterrows():
