@@ -3,7 +3,8 @@
 Every writer writes to a temporary sibling and renames it into place with os.replace,
 so a crash mid-write leaves either the old file or no file, never a truncated one.
 JSONL goes through the ``jsonlines`` library; a bad line is reported with its file and
-line number.
+line number. The module imports only the standard library at load time (corpus.py imports it
+in an interpreter without site-packages), so jsonlines is imported where it is used.
 """
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-
-import jsonlines
 
 
 class InputError(ValueError):
@@ -84,6 +83,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """One JSON object per line, keys sorted, non-ASCII kept as UTF-8."""
+    import jsonlines
+
     with atomic_path(path) as tmp:
         with jsonlines.open(tmp, mode="w", dumps=_JSONL_DUMPS) as writer:
             writer.write_all(rows)
@@ -94,6 +95,8 @@ _JSONL_DUMPS = functools.partial(json.dumps, ensure_ascii=False, sort_keys=True)
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Every JSON object of a JSONL file, in order (blank lines are skipped)."""
+    import jsonlines
+
     try:
         with open(path, "rb") as f, jsonlines.Reader(f, loads=json.loads) as reader:
             return list(reader.iter(type=dict, skip_empty=True))
