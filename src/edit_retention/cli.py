@@ -388,6 +388,11 @@ def cmd_analyze(a):
                 for c in curves for p in c["points"]]
         with atomic_path(a.out_elasticity_csv, suffix=".csv") as tmp:
             pd.DataFrame(rows, columns=["kind", "curve", "x", "retention", "n"]).to_csv(tmp, index=False)
+    from .summarize import curve_table, effect_table
+    for out, table in ((a.out_curves, lambda: curve_table(cells)), (a.out_effects, lambda: effect_table(claims))):
+        if out:
+            with atomic_path(out, suffix=".csv") as tmp:
+                table().to_csv(tmp, index=False, float_format="%.6g")
 
 
 def cmd_figure(a):
@@ -588,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-claims-json", required=True, help="primary verdicts (DVC metrics)")
     s.add_argument("--out-elasticity", required=True, help="fitted curves (JSON)")
     s.add_argument("--out-elasticity-csv", help="curve points (DVC plots)")
+    s.add_argument("--out-curves", help="retention vs fine-tuning step, baseline remedies (DVC plots)")
+    s.add_argument("--out-effects", help="effect and 95%% CI of every claim contrast (DVC plots)")
     s.add_argument("--n-boot", type=int, default=1000)
     s.add_argument("--n-perm", type=int, default=2000)
     s.add_argument("--n-boot-fit", type=int, default=300)

@@ -43,6 +43,8 @@ rule analyze:
         claims_json="data/results/claims.json",
         fits="data/results/elasticity.json",
         fits_csv="data/results/elasticity.csv",
+        curves="data/results/retention_curves.csv",
+        effects="data/results/effects.csv",
     log:
         "logs/analyze.log",
     conda:
@@ -50,7 +52,8 @@ rule analyze:
     shell:
         "python -m edit_retention analyze --cells {input.cells} --facts {input.facts}"
         " --out-claims {output.claims} --out-claims-json {output.claims_json}"
-        " --out-elasticity {output.fits} --out-elasticity-csv {output.fits_csv} 2> {log}"
+        " --out-elasticity {output.fits} --out-elasticity-csv {output.fits_csv}"
+        " --out-curves {output.curves} --out-effects {output.effects} 2> {log}"
 
 
 for _name in FIGURE_NAMES:
