@@ -75,3 +75,46 @@ def test_stale_temporaries_of_a_killed_writer_are_cleared(tmp_path):
     with atomic_dir(tmp_path / "model") as d:
         (d / "w").write_text("1")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.abc.tmp", "model", "out.json"]
+
+
+def test_jsonl_lines_are_sorted_compact_utf8(tmp_path):
+    """The jsonlines writer keeps the byte format every artifact has had: keys sorted,
+    ", "/": " separators, non-ASCII as UTF-8, one "\\n" per row."""
+    p = tmp_path / "rows.jsonl"
+    write_jsonl(p, [{"subject": "Zürich", "case_id": "c1", "n": 2}, {"a": [1.5, None, True]}])
+    assert p.read_bytes() == ('{"case_id": "c1", "n": 2, "subject": "Zürich"}\n'
+                              '{"a": [1.5, null, true]}\n').encode("utf-8")
+    assert read_jsonl(p) == [{"case_id": "c1", "n": 2, "subject": "Zürich"}, {"a": [1.5, None, True]}]
+
+
+def test_jsonl_writer_failing_mid_stream_leaves_no_file(tmp_path):
+    def rows():
+        yield {"a": 1}
+        raise RuntimeError("crash")
+
+    p = tmp_path / "rows.jsonl"
+    with pytest.raises(RuntimeError):
+        write_jsonl(p, rows())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"a": 1}\n\n   \n{"a": 2\n', "line 4 is not valid JSON: Expecting ',' delimiter"),
+    (b'{"a": 1}\n[1, 2]\n', "line 2 is not a JSON object: [1, 2]"),
+    (b'{"a": 1}\nnull\n', "line 2 is not a JSON object: null"),
+    (b'{"a": 1}\n{"b": "\xff"}\n', "line 2 is not valid UTF-8"),
+])
+def test_bad_jsonl_line_names_file_and_line(tmp_path, content, message):
+    from edit_retention.io import InputError
+
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(content)
+    with pytest.raises(InputError) as e:
+        read_jsonl(p)
+    assert str(e.value).startswith(f"{p}: {message}")
+
+
+def test_jsonl_reader_skips_blank_lines_and_crlf(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    p.write_bytes(b'{"a": 1}\r\n\r\n{"a": 2}')
+    assert read_jsonl(p) == [{"a": 1}, {"a": 2}]

@@ -218,6 +218,44 @@ def test_remote_round_trip(repo, tmp_path):
     assert "up to date" in run("dvc status", repo).stdout
 
 
+def test_dvc_experiments_as_the_readme_runs_them(repo):
+    """README, "Reproducibility": two ``dvc exp run -S`` experiments on the learning rate (the
+    committed 1e-3, where nothing reruns, and 1e-4, which reruns fine-tuning and what follows),
+    ``dvc exp show``, ``dvc metrics diff`` and ``dvc plots diff`` between them (retention curves
+    and claim effects from their CSV data), then back to a clean baseline workspace."""
+    import csv
+    import io
+
+    # Experiments are recorded against a commit. Ignored as in the repository: DVC's outputs
+    # (the per-output .gitignore files DVC wrote went with data/ in the remote round trip),
+    # Snakemake's state, the logs; and the rendered plots.
+    with open(repo / ".gitignore", "a") as f:
+        f.write((ROOT / ".gitignore").read_text() + "/plots_html/\n/dvc_plots/\n")
+    run("git add -A && git -c user.email=t@t -c user.name=t commit -qm baseline", repo)
+    baseline = (repo / "data/results/metrics.json").read_bytes()
+    out = run("dvc exp run -n lr-1e-3 -S tasks.text.params.lr=1e-3", repo).stdout
+    assert "Running stage" not in out                       # the committed value: nothing to do
+    out = run("dvc exp run -n lr-1e-4 -S tasks.text.params.lr=1e-4", repo).stdout
+    assert "Stage 'edits' didn't change, skipping" in out and "Running stage 'finetune_evaluate'" in out
+    rows = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(run("dvc exp show --csv", repo).stdout))}
+    assert float(rows["lr-1e-3"]["tasks.text.params.lr"]) == 1e-3
+    assert float(rows["lr-1e-4"]["tasks.text.params.lr"]) == 1e-4
+    diff = json.loads(run("dvc metrics diff --json lr-1e-3 lr-1e-4", repo).stdout)
+    changed = [k for k, v in diff.get("data/results/metrics.json", {}).items() if v.get("diff")]
+    assert any(k.endswith("_retention") for k in changed), diff
+    plots = json.loads(run("dvc plots diff --json lr-1e-3 lr-1e-4", repo).stdout)["data"]
+    for name in ("data/results/retention_curves.csv", "data/results/effects.csv"):
+        revs = {d["rev"] for d in plots[name][0]["content"]["data"]["values"]}
+        assert revs == {"lr-1e-3", "lr-1e-4"}, (name, revs)
+    # Back to the baseline: git and DVC restore it, Snakemake records the restored files as current.
+    run("git checkout -- . && dvc checkout && snakemake --cores 1 --touch", repo)
+    assert run("git status --porcelain", repo).stdout == ""
+    assert "up to date" in run("dvc status", repo).stdout
+    assert planned_rules(repo) == {}
+    assert (repo / "data/results/metrics.json").read_bytes() == baseline
+    assert {"lr-1e-3", "lr-1e-4"} <= set(run("dvc exp list --name-only", repo).stdout.split())
+
+
 def test_killed_run_reruns_to_identical_results(repo):
     """Determinism and interruption: kill a rebuild mid-job (SIGKILL, no clean-up), rerun,
     and every rebuilt file is byte-identical to the first build's."""

@@ -246,3 +246,30 @@ def test_problems_name_n0_nan_missing_seed_and_failed_cell(tmp_path):
     assert any("no relation" in p for p in text) and any("'freeze'" in p or "not defined" in p for p in text)
     # the failed cell is absent from the summary, not averaged in
     assert set(zip(res.summary.remedy, res.summary.seed)) == {("none", 0), ("freeze", 1)}
+
+
+def test_plot_tables_for_dvc():
+    """curve_table: baseline-remedy retention per step, from 1 at step 0; effect_table: every
+    claim contrast with an estimate (the CSV data behind `dvc plots diff`)."""
+    from edit_retention.summarize import curve_table, effect_table
+
+    def cell(remedy, k, freeze, knowledge, phase, step, value):
+        return dict(model="m", editor="rome", task="text", remedy=remedy, knowledge=knowledge, phase=phase,
+                    metric="retention_rewrite", value=value, ci_low=value - 0.1, ci_high=min(1.0, value + 0.1),
+                    n=10, paraphrase_k=k, freeze=freeze, method="full", step=step)
+
+    cells = pd.DataFrame([cell("none", 0, "none", "edited", "finetuned", 4, 0.5),
+                          cell("none", 0, "none", "edited", "step-2", 2, 0.7),
+                          cell("none", 0, "none", "intrinsic", "finetuned", 4, 0.9),
+                          cell("freeze", 0, "edited", "edited", "finetuned", 4, 0.8)])
+    curves = curve_table(cells)
+    assert list(curves.columns) == ["curve", "step", "retention", "ci_low", "ci_high", "n"]
+    edited = curves[curves.curve == "rome/edited"]
+    assert edited.step.tolist() == [0, 2, 4] and edited.retention.tolist() == [1.0, 0.7, 0.5]
+    assert set(curves.curve) == {"rome/edited", "rome/intrinsic"}
+    claims = pd.DataFrame({"claim": ["C1", "C2"], "scope": ["all", "all"], "contrast": ["a - b", "c - d"],
+                           "effect": [0.2, float("nan")], "ci_low": [0.1, float("nan")],
+                           "ci_high": [0.3, float("nan")], "verdict": ["supports", "not in this grid"]})
+    effects = effect_table(claims)
+    assert effects.to_dict("records") == [{"contrast": "C1 all: a - b", "effect": 0.2, "ci_low": 0.1,
+                                           "ci_high": 0.3, "verdict": "supports"}]

@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-claims-json", required=True, help="primary verdicts (DVC metrics)")
     s.add_argument("--out-elasticity", required=True, help="fitted curves (JSON)")
     s.add_argument("--out-elasticity-csv", help="curve points (DVC plots)")
+    s.add_argument("--out-curves", help="retention vs fine-tuning step, baseline remedies (DVC plots)")
+    s.add_argument("--out-effects", help="effect and 95%% CI of every claim contrast (DVC plots)")
     s.add_argument("--n-boot", type=int, default=1000)
     s.add_argument("--n-perm", type=int, default=2000)
     s.add_argument("--n-boot-fit", type=int, default=300)

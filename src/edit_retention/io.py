@@ -2,10 +2,14 @@
 
 Every writer writes to a temporary sibling and renames it into place with os.replace,
 so a crash mid-write leaves either the old file or no file, never a truncated one.
+JSONL goes through the ``jsonlines`` library; a bad line is reported with its file and
+line number. The module imports only the standard library at load time (corpus.py imports it
+in an interpreter without site-packages), so jsonlines is imported where it is used.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -78,23 +82,37 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """One JSON object per line, keys sorted, non-ASCII kept as UTF-8."""
+    import jsonlines
+
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        with jsonlines.open(tmp, mode="w", dumps=_JSONL_DUMPS) as writer:
+            writer.write_all(rows)
+
+
+_JSONL_DUMPS = functools.partial(json.dumps, ensure_ascii=False, sort_keys=True)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}: line {lineno} is not valid JSON: {e.msg}") from e
-    return rows
+    """Every JSON object of a JSONL file, in order (blank lines are skipped)."""
+    import jsonlines
+
+    try:
+        with open(path, "rb") as f, jsonlines.Reader(f, loads=json.loads) as reader:
+            return list(reader.iter(type=dict, skip_empty=True))
+    except jsonlines.InvalidLineError as e:
+        cause = e.__cause__
+        if isinstance(cause, json.JSONDecodeError):
+            raise InputError(f"{path}: line {e.lineno} is not valid JSON: {cause.msg}") from e
+        if isinstance(cause, UnicodeDecodeError):
+            raise InputError(f"{path}: line {e.lineno} is not valid UTF-8: {cause.reason}") from e
+        raise InputError(f"{path}: line {e.lineno} is not a JSON object: {_clip(e.line)}") from e
+
+
+def _clip(line: str | bytes, n: int = 60) -> str:
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    text = text.strip()
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:

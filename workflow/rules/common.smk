@@ -1,5 +1,6 @@
 # Helpers shared by the rules: grid expansion and parameter lookups (no lambdas in rules).
 import json
+import os
 import sys
 
 from edit_retention.codeinputs import stage_inputs
@@ -8,7 +9,10 @@ from edit_retention.plots import FIGURES as FIGURE_NAMES
 
 check_study(config, where="study config")   # the schema (filling its defaults) and the rest
 
-PY = sys.executable
+# Rules call `python` from their software environment: the rule's conda env under
+# --software-deployment-method conda (workflow/envs/), else the interpreter running Snakemake.
+_path = [os.path.dirname(sys.executable), *os.environ.get("PATH", "").split(os.pathsep)]
+os.environ["PATH"] = os.pathsep.join(dict.fromkeys(p for p in _path if p))
 G = config["grid"]
 FACTS = G["facts"]
 CORPUS = G["corpus"]
@@ -32,8 +36,8 @@ wildcard_constraints:
 
 
 def code(family, *extra):
-    """The package's source files a rule family runs: its stage module
-    (src/edit_retention/stages/<family>.py), the CLI and every package module they import,
+    """The package source files that one rule family runs (its stage module
+    src/edit_retention/stages/<family>.py), the CLI and every package module they import,
     transitively (edit_retention.codeinputs), plus ``extra`` entry modules and the family's
     data files. Inputs, so that changing a stage's code reruns it and its dependants."""
     return stage_inputs(family, *extra)

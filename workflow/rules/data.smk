@@ -10,8 +10,10 @@ rule prepare_model:
         source=model_source,
     log:
         "logs/prepare_model/{model}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention prepare-model --source {params.source:q} --out {output} 2> {log}"
+        "python -m edit_retention prepare-model --source {params.source:q} --out {output} 2> {log}"
 
 
 rule prepare_facts:
@@ -25,8 +27,10 @@ rule prepare_facts:
         source=fact_source,
     log:
         "logs/prepare_facts/{facts}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention prepare-facts --source {params.source:q} --out {output.records}"
+        "python -m edit_retention prepare-facts --source {params.source:q} --out {output.records}"
         " --out-report {output.report} 2> {log}"
 
 
@@ -46,8 +50,10 @@ rule generate_paraphrases:
     threads: 1
     log:
         "logs/paraphrases/{facts}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention paraphrases --records {input.records}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention paraphrases --records {input.records}"
         " --n-eval {params.n_eval} --seed {params.seed}{params.lm} --out {output} 2> {log}"
 
 
@@ -67,8 +73,10 @@ rule build_corpus:
         seed=corpus_seed,
     log:
         "logs/corpus/{corpus}/{facts}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention corpus --source {params.source:q} --records {input.records}"
+        "python -m edit_retention corpus --source {params.source:q} --records {input.records}"
         " --n-train {params.n_train} --n-eval {params.n_eval} --seed {params.seed}"
         " --out-train {output.train} --out-eval {output.eval} --out-meta {output.meta} 2> {log}"
 
@@ -94,8 +102,10 @@ rule select_intrinsic:
         mem_mb=job_mem_mb,
     log:
         "logs/select/{model}/{facts}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention select --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention select --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --records {input.records} --n-edit {params.n_edit}"
         " --n-control {params.n_control} --seed {params.seed} --batch-size {params.batch_size} {params.known}"
         " --out-edit {output.edit} --out-control {output.control} --out-scores {output.scores}"
@@ -119,8 +129,10 @@ rule layer_stats:
         mem_mb=job_mem_mb,
     log:
         "logs/stats/{model}/{corpus}/{facts}/layer{layer}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention stats --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention stats --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --corpus {input.corpus} --layer {wildcards.layer}"
         " --n-samples {params.n_samples} --max-len {params.max_len}"
         " --batch-size {params.batch_size} --out {output} 2> {log}"

@@ -19,8 +19,10 @@ rule apply_edits:
     threads: 1
     log:
         "logs/edit/{model}/{facts}/{editor}/k{k}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention edit --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention edit --model {input.model}"
         " --device {params.device} --editor {wildcards.editor} --hparams {params.hparams:q}"
         " --regime {params.regime} --batch-size {params.batch_size}"
         " --requests {input.requests} --paraphrases {input.paraphrases} --k {wildcards.k}"
@@ -47,8 +49,10 @@ rule edit_health:
     threads: 1
     log:
         "logs/edit_health/{model}/{facts}/{editor}/k{k}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention edit-health --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention edit-health --model {input.model}"
         " --device {params.device} --edit {input.edit} --edited {input.edited} --control {input.control}"
         " --texts {input.texts} --n-texts {params.n_texts} --out {output} 2> {log}"
 
@@ -71,7 +75,9 @@ rule train_mend:
     threads: 1
     log:
         "logs/train_mend/{model}/{facts}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention train-mend --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention train-mend --model {input.model}"
         " --device {params.device} --records {input.records} --exclude {input.edit} {input.control}"
         " --hparams {params.hparams:q} --seed {params.seed} --out {output} 2> {log}"

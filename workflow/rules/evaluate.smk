@@ -18,8 +18,10 @@ rule evaluate_base:
         mem_mb=job_mem_mb,
     log:
         "logs/evaluate/{model}/{facts}/base.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edited {input.edited} --control {input.control}"
         " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
 
@@ -42,8 +44,10 @@ rule evaluate_edited:
         mem_mb=job_mem_mb,
     log:
         "logs/evaluate/{model}/{facts}/edited/{editor}/k{k}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edit {input.edit} --edited {input.edited} --control {input.control}"
         " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
 
@@ -65,7 +69,9 @@ rule evaluate_finetuned:
         mem_mb=job_mem_mb,
     log:
         "logs/evaluate/{model}/{facts}/finetuned/{editor}/{remedy}/{task}/s{seed}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edited {input.edited} --control {input.control}"
         " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"

@@ -22,8 +22,10 @@ rule build_task_data:
         seed=task_seed,
     log:
         "logs/task_data/{task}/{facts}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention task-data --type {params.type} --source {params.source:q}"
+        "python -m edit_retention task-data --type {params.type} --source {params.source:q}"
         " --records {input.records} --n-train {params.n_train} --n-eval {params.n_eval}"
         " --seed {params.seed} --out-train {output.train} --out-eval {output.eval}"
         " --out-meta {output.meta} 2> {log}"
@@ -55,8 +57,10 @@ rule finetune:
         mem_mb=job_mem_mb,
     log:
         "logs/finetune/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m edit_retention finetune --model {input.model}"
+        "OMP_NUM_THREADS={threads} python -m edit_retention finetune --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edit {input.edit} --task-type {params.task_type}"
         " --train {input.train} --eval {input.eval}"
         " --params {params.task:q} --method {params.method:q} --freeze {params.freeze} --seed {wildcards.seed}"

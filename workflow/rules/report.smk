@@ -26,8 +26,10 @@ rule summarize:
         tasks=summary_tasks(),
     log:
         "logs/summarize.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention summarize {params.cells} --records {input.records}"
+        "python -m edit_retention summarize {params.cells} --records {input.records}"
         " --remedies {params.remedies:q} --tasks {params.tasks:q} --out-csv {output.csv}"
         " --out-metrics {output.metrics} --out-cells {output.cells} --out-facts {output.facts}"
         " --out-problems {output.problems} --out-health {output.health} --health {params.health:q} 2> {log}"
@@ -44,12 +46,17 @@ rule claims:
         claims_json="data/results/claims.json",
         fits="data/results/elasticity.json",
         fits_csv="data/results/elasticity.csv",
+        curves="data/results/retention_curves.csv",
+        effects="data/results/effects.csv",
     log:
         "logs/claims.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention analyze --cells {input.cells} --facts {input.facts} --health {input.health}"
+        "python -m edit_retention analyze --cells {input.cells} --facts {input.facts} --health {input.health}"
         " --out-claims {output.claims} --out-claims-json {output.claims_json}"
-        " --out-elasticity {output.fits} --out-elasticity-csv {output.fits_csv} 2> {log}"
+        " --out-elasticity {output.fits} --out-elasticity-csv {output.fits_csv}"
+        " --out-curves {output.curves} --out-effects {output.effects} 2> {log}"
 
 
 for _name in FIGURE_NAMES:
@@ -69,8 +76,10 @@ for _name in FIGURE_NAMES:
             fits=figure_fits_flag(_name),
         log:
             f"logs/figures/{_name}.log",
+        conda:
+            "../envs/edit-retention.yaml"
         shell:
-            "{PY} -m edit_retention figure {params.name} --cells {input.cells} {params.fits}"
+            "python -m edit_retention figure {params.name} --cells {input.cells} {params.fits}"
             " --out-png {output.png} --out-pdf {output.pdf} 2> {log}"
 
 
@@ -92,8 +101,10 @@ rule report:
         config=study_config,
     log:
         "logs/report.log",
+    conda:
+        "../envs/edit-retention.yaml"
     shell:
-        "{PY} -m edit_retention report --cells {input.cells} --claims {input.claims}"
+        "python -m edit_retention report --cells {input.cells} --claims {input.claims}"
         " --elasticity {input.fits} --problems {input.problems} --health {input.health} --config {params.config:q}"
         " --models {input.models} --facts {input.facts} --out {output.md}"
         " --out-config {output.config} 2> {log}"

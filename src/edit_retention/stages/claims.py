@@ -8,6 +8,7 @@ from ..claims import evaluate_claims
 from ..elasticity import elasticity
 from ..health_table import unhealthy_scopes
 from ..io import atomic_path, write_json
+from ..plot_data import curve_table, effect_table
 from ..tables import read_table
 
 
@@ -30,3 +31,7 @@ def run(a) -> None:
                 for c in curves for p in c["points"]]
         with atomic_path(a.out_elasticity_csv, suffix=".csv") as tmp:
             pd.DataFrame(rows, columns=["kind", "curve", "x", "retention", "n"]).to_csv(tmp, index=False)
+    for out, table in ((a.out_curves, lambda: curve_table(cells)), (a.out_effects, lambda: effect_table(claims))):
+        if out:
+            with atomic_path(out, suffix=".csv") as tmp:
+                table().to_csv(tmp, index=False, float_format="%.6g")

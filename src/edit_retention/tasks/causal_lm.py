@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..io import InputError
+from ..io import InputError, write_jsonl
 from .base import Task
 from .data import load_hf_rows
 from .scoring import eval_nll, perplexity
@@ -66,14 +66,12 @@ class CausalLM(Task):
             docs = [r.get(field) for r in load_hf_rows(source, source.get("split", "train"))]
             passages = [p for d in docs if isinstance(d, str) for p in pack(paragraphs_of(d, docstring=False))]
             # reuse the corpus filter/split on the passages through its jsonl path
-            import tempfile, json, os
-            with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
-                for p in passages:
-                    f.write(json.dumps({"text": p}) + "\n")
-            try:
-                out = build_corpus({"type": "jsonl", "path": f.name, "field": "text"}, records, n_train, n_eval, seed)
-            finally:
-                os.unlink(f.name)
+            import tempfile
+            from pathlib import Path
+            with tempfile.TemporaryDirectory() as d:
+                path = Path(d) / "passages.jsonl"
+                write_jsonl(path, ({"text": p} for p in passages))
+                out = build_corpus({"type": "jsonl", "path": str(path), "field": "text"}, records, n_train, n_eval, seed)
             out["meta"]["source"] = source
         else:
             if not isinstance(source, dict) or source.get("type") not in SOURCES:
