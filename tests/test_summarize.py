@@ -251,7 +251,7 @@ def test_problems_name_n0_nan_missing_seed_and_failed_cell(tmp_path):
 def test_plot_tables_for_dvc():
     """curve_table: baseline-remedy retention per step, from 1 at step 0; effect_table: every
     claim contrast with an estimate (the CSV data behind `dvc plots diff`)."""
-    from edit_retention.summarize import curve_table, effect_table
+    from edit_retention.plot_data import curve_table, effect_table
 
     def cell(remedy, k, freeze, knowledge, phase, step, value):
         return dict(model="m", editor="rome", task="text", remedy=remedy, knowledge=knowledge, phase=phase,
