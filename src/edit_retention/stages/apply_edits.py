@@ -5,13 +5,18 @@ The requests are the edit facts, each with its first k augmentation paraphrases
 """
 from __future__ import annotations
 
+import logging
+
 from ..editors import edited_layers, get_editor, make_hparams, save_edit
 from ..editors.passes import count_passes
-from ..editors.regimes import run_regime
+from ..editors.regimes import run_regime, single_deltas
+from ..editors.verify import verify_cases
 from ..io import InputError, read_jsonl
 from ..models import check_layers, load_model
 from ..records import read_records
 from ..stats import load_stats
+
+log = logging.getLogger(__name__)
 
 
 def edit_requests(edit_records: list[dict], paraphrases: list[dict], k: int) -> list[dict]:
@@ -42,6 +47,10 @@ def run(a) -> None:
     reqs = edit_requests(read_records(a.requests), read_jsonl(a.paraphrases), a.k)
     with count_passes(model) as passes:
         res = run_regime(get_editor(a.editor), model, tok, reqs, hp, stats, a.regime, a.batch_size)
+    verify_cases(model, tok, reqs, res, single_deltas(res) if res.log.get("regime") == "single" else None)
+    if res.log["not_converged"]:
+        log.warning("%d of %d edits do not succeed on their own scored prompt: %s", len(res.log["not_converged"]),
+                    len(reqs), res.log["not_converged"][:10])
     res.log.update({"k": a.k, "n_requests": len(reqs), "passes": passes,
                     "seconds_per_request": res.log["seconds"] / max(len(reqs), 1)})
     save_edit(res, a.out)
