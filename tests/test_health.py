@@ -53,14 +53,16 @@ def _records(n):
     return [make_record(i, subject=s) for i, s in enumerate(subjects[:n])]
 
 
-def test_nil_edit_is_perfectly_healthy(tiny_model):
+def test_nil_edit_keeps_everything_but_fails_the_gate(tiny_model):
     model, tok = tiny_model
     edited, control = _records(3), _records(6)[3:]
     name = next(n for n, _ in model.named_parameters() if n.endswith("mlp.down_proj.weight"))
     zero = {name: torch.zeros_like(dict(model.named_parameters())[name])}
     h = measure_health(model, tok, zero, edited, control, TEXTS)
     assert h["control_agreement"] == 1.0 and h["ppl_ratio"] == pytest.approx(1.0, abs=1e-6)
-    assert h["delta_rel_norm"] == 0.0 and gate(h) == []
+    assert h["delta_rel_norm"] == 0.0
+    assert gate(h) == ["the edit changed nothing: max |delta|/|W| 0 < 1e-06"]
+    assert gate(dict(h, delta_rel_norm=0.05)) == []
 
 
 def test_huge_delta_fails_the_gate_and_model_is_restored(tiny_model):

@@ -14,6 +14,8 @@ Source paths under a data root: ``data_root.py``.
 from __future__ import annotations
 
 import copy
+import json
+import logging
 from pathlib import Path
 
 import yaml
@@ -29,7 +31,9 @@ from .paraphrase_lm import check_paraphrase_config
 from .tasks import check_source, get_task
 
 SCHEMA = Path(__file__).with_name("config.schema.yaml")   # package data (pyproject.toml)
+log = logging.getLogger(__name__)
 MODEL_SOURCES = ("gguf_package", "hf", "random")
+
 
 
 def validate_schema(config: dict, where: str = "config", schema_path: Path = SCHEMA) -> None:
@@ -76,6 +80,18 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
     """Raise InputError (naming file and key) for anything that would fail later."""
     validate_schema(config, where, schema_path)
     g = config["grid"]
+    for key in ("models", "editors", "tasks", "remedies", "seeds"):
+        seen = [v for i, v in enumerate(g[key]) if v in g[key][:i]]
+        if seen:   # a repeated name duplicates every summary row and doubles n (narrower intervals)
+            raise InputError(f"{where}: grid.{key} lists {sorted(set(map(str, seen)))} more than once; "
+                             "each name may appear once")
+    defs: dict[str, str] = {}
+    for name in g["remedies"]:
+        d = json.dumps(config["remedies"][name], sort_keys=True)
+        if d in defs:
+            log.warning("%s: remedies %r and %r have the same definition; claims find cells by definition, "
+                        "so both feed the same contrasts", where, defs[d], name)
+        defs.setdefault(d, name)
     _known(where, "grid.models", g["models"], config["models"], "model")
     _known(where, "grid.facts", g["facts"], config["facts"], "fact set")
     _known(where, "grid.corpus", g["corpus"], config["corpora"], "corpus")

@@ -53,6 +53,9 @@ from .tasks.encoding import IGNORE, trim
 METHODS = ("full", "lora", "dora")
 
 
+POSITIVE = ("steps", "lr", "batch_size", "seq_len")   # a 0 would fine-tune nothing or fail mid-run
+
+
 @dataclass
 class FinetuneArgs:
     steps: int = 40                # optimiser steps
@@ -74,6 +77,9 @@ class FinetuneArgs:
         micro = lambda v: parse_batch_size(v, f"{where}: key 'micro_batch_size'", zero_ok=True)  # noqa: E731
         out = typed_fields(cls, d, where, parsers={"micro_batch_size": micro}, non_negative=True)
         check_precision(out.get("precision", "fp32"), where)
+        for key in POSITIVE:   # 0 would "fine-tune" without changing anything (retention trivially 1)
+            if key in out and not out[key] > 0:
+                raise InputError(f"{where}: key {key!r} must be > 0, got {out[key]!r}")
         return cls(**out)
 
     def checkpoint_steps(self) -> list[int]:

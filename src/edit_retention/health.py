@@ -46,6 +46,7 @@ THRESHOLDS = {
     "min_neighborhood_agreement": 0.8,  # and on >= 80% of the edited subjects' neighbours
     "max_ppl_ratio": 1.1,               # held-out text perplexity up by at most 10%
     "min_first_token_es": 0.0,          # off by default: a weak edit is not a broken model
+    "min_delta_rel_norm": 1e-6,         # below: the edit changed (numerically) nothing
 }
 MEASURES = ("control_agreement", "neighborhood_agreement", "first_token_es", "ppl_ratio", "delta_rel_norm")
 
@@ -68,6 +69,9 @@ def gate(health: dict, thresholds: dict | None = None) -> list[str]:
     low("control_agreement", "min_control_agreement", "control agreement")
     low("neighborhood_agreement", "min_neighborhood_agreement", "neighbourhood agreement")
     low("first_token_es", "min_first_token_es", "first-token ES")
+    d = health.get("delta_rel_norm")
+    if d is not None and not math.isnan(d) and d < t["min_delta_rel_norm"]:
+        out.append(f"the edit changed nothing: max |delta|/|W| {d:.2g} < {t['min_delta_rel_norm']:g}")
     ppl = health.get("ppl_ratio")
     if ppl is not None and not math.isnan(ppl) and ppl > t["max_ppl_ratio"]:
         out.append(f"perplexity ratio {ppl:.3f} > {t['max_ppl_ratio']:g}")
