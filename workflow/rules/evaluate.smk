@@ -12,6 +12,7 @@ rule evaluate_base:
         "data/scores/{model}/{facts}/base.jsonl",
     params:
         batch_size=config["evaluate"]["batch_size"],
+        generation_tokens=config["evaluate"].get("generation_tokens", 50),
         device=config["device"],
     threads: 1
     resources:
@@ -21,7 +22,8 @@ rule evaluate_base:
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edited {input.edited} --control {input.control}"
-        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size}"
+        " --generation-tokens {params.generation_tokens} --out {output} 2> {log}"
 
 
 rule evaluate_edited:
@@ -36,6 +38,7 @@ rule evaluate_edited:
         "data/scores/{model}/{facts}/edited/{editor}/k{k}.jsonl",
     params:
         batch_size=config["evaluate"]["batch_size"],
+        generation_tokens=config["evaluate"].get("generation_tokens", 50),
         device=config["device"],
     threads: 1
     resources:
@@ -45,7 +48,8 @@ rule evaluate_edited:
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edit {input.edit} --edited {input.edited} --control {input.control}"
-        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size}"
+        " --generation-tokens {params.generation_tokens} --out {output} 2> {log}"
 
 
 rule evaluate_finetuned:
@@ -59,6 +63,7 @@ rule evaluate_finetuned:
         "data/scores/{model}/{facts}/finetuned/{editor}/{remedy}/{task}/s{seed}.jsonl",
     params:
         batch_size=config["evaluate"]["batch_size"],
+        generation_tokens=config["evaluate"].get("generation_tokens", 50),
         device=config["device"],
     threads: 1
     resources:
@@ -68,4 +73,5 @@ rule evaluate_finetuned:
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edited {input.edited} --control {input.control}"
-        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size}"
+        " --generation-tokens {params.generation_tokens} --out {output} 2> {log}"
