@@ -77,3 +77,61 @@ def test_generation_is_the_same_at_batch_size_1_and_8(tiny_model):
     off = score_items(model, tok, items[:2], batch_size=8, progress=False)
     assert all("generation" not in r for r in off)
 
+
+# --- summary and claims under every protocol (synthetic scores, no model) ---------------------
+
+from _synth import row as synth_row  # noqa: E402
+from edit_retention.io import write_jsonl  # noqa: E402
+from edit_retention.summarize import summarize_all  # noqa: E402
+
+
+def _scored(cid, knowledge, kind, top1, says_object):
+    """A prompt that holds under the probability test, with the given first token and generation."""
+    r = synth_row(cid, knowledge, kind, 0, 0.5)
+    return dict(r, target="Paris", top1=top1,
+                generation=" Paris, of course." if says_object else " a city in the north of the country")
+
+
+def _phase(edited_top1, intr_top1, edited_says=True, intr_says=True, n=18):
+    rows = []
+    for j in range(n):
+        for knowledge, top1, says in (("edited", edited_top1, edited_says), ("intrinsic", intr_top1, intr_says)):
+            cid = f"{knowledge[0]}{j}"
+            rows += [_scored(cid, knowledge, k, top1(j), says) for k in ("rewrite", "paraphrase")]
+    return rows
+
+
+def _study(tmp_path, phases: dict, n=18):
+    records = [{"case_id": f"{k}{j}", "relation": f"P{j % 3}"} for k in "ei" for j in range(n)]
+    cell = {"model": "m", "editor": "rome", "task": "text", "remedy": "none", "seed": 0, "phases": {}}
+    for name, rows in phases.items():
+        write_jsonl(tmp_path / f"{name}.jsonl", rows)
+        cell["phases"][name] = str(tmp_path / f"{name}.jsonl")
+    return summarize_all([cell], {r["case_id"]: r["relation"] for r in records},
+                         {"none": {"paraphrase_k": 0, "freeze": "none"}}, n_boot=200)
+
+
+def test_summary_carries_every_protocol_with_units(tmp_path):
+    # After fine-tuning every fact still holds by probability and still says its object, but
+    # only 6 of 18 edits (j < 6) and 12 of 18 intrinsic facts (j < 12) keep the first token.
+    res = _study(tmp_path, {"edited": _phase(lambda j: True, lambda j: True),
+                            "finetuned": _phase(lambda j: j < 6, lambda j: j < 12)})
+    s = res.summary.set_index(["knowledge", "phase", "metric"])
+    assert s.loc[("edited", "finetuned", "retention_rewrite"), "value"] == 1.0
+    assert s.loc[("edited", "finetuned", "retention_rewrite@first_token"), "value"] == pytest.approx(6 / 18)
+    assert s.loc[("edited", "finetuned", "efr@first_token"), "value"] == pytest.approx(12 / 18)
+    assert s.loc[("intrinsic", "finetuned", "retention_paraphrase@first_token"), "value"] == pytest.approx(12 / 18)
+    assert s.loc[("edited", "finetuned", "retention_rewrite@generation_contains"), "value"] == 1.0
+    assert s.loc[("edited", "finetuned", "rewrite_success@first_token"), "n"] == 18
+    assert list(res.summary.columns)[-2:] == ["value", "n"]          # columns unchanged
+    for (knowledge, phase, metric), r in s.iterrows():                # every value has its units
+        u = res.units[(res.units.knowledge == knowledge) & (res.units.phase == phase) & (res.units.metric == metric)]
+        if metric != "target_prob_ratio" and r["n"]:
+            assert u.num.sum() / u.den.sum() == pytest.approx(r["value"]), metric
+    assert "retention_rewrite@generation_contains" in set(res.cells.metric)
+    # without generations the generation protocol is absent, the others stay
+    plain = [{k: v for k, v in r.items() if k != "generation"} for r in _phase(lambda j: True, lambda j: True)]
+    res2 = _study(tmp_path, {"edited": plain, "finetuned": plain})
+    assert not any("generation_contains" in m for m in res2.summary.metric)
+    assert "retention_rewrite@first_token" in set(res2.summary.metric)
+
