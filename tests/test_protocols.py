@@ -81,6 +81,7 @@ def test_generation_is_the_same_at_batch_size_1_and_8(tiny_model):
 # --- summary and claims under every protocol (synthetic scores, no model) ---------------------
 
 from _synth import row as synth_row  # noqa: E402
+from edit_retention.claims import evaluate_claims  # noqa: E402
 from edit_retention.io import write_jsonl  # noqa: E402
 from edit_retention.summarize import summarize_all  # noqa: E402
 
@@ -135,3 +136,22 @@ def test_summary_carries_every_protocol_with_units(tmp_path):
     assert not any("generation_contains" in m for m in res2.summary.metric)
     assert "retention_rewrite@first_token" in set(res2.summary.metric)
 
+
+def test_asymmetric_pairing_creates_a_gap_no_symmetric_protocol_shows(tmp_path):
+    # Both kinds lose their first token in the same share (1 in 3 kept) and keep saying their
+    # object in the continuation: no symmetric protocol sees a difference, but edits judged by
+    # first_token against intrinsic facts judged by generation_contains look forgotten.
+    keep = lambda j: j % 3 == 0  # noqa: E731
+    res = _study(tmp_path, {"edited": _phase(lambda j: True, lambda j: True),
+                            "finetuned": _phase(keep, keep)})
+    claims = evaluate_claims(res.units, res.cells, n_boot=200, n_perm=400)
+    c1 = claims[(claims.claim == "C1") & claims.primary].set_index("protocol")
+    assert list(c1.index) == ["probability", "first_token", "generation_contains", ASYMMETRIC]
+    for p in ("probability", "first_token", "generation_contains"):
+        assert c1.loc[p, "effect"] == pytest.approx(0.0), p
+        assert c1.loc[p, "verdict"] != "supports"
+    assert c1.loc[ASYMMETRIC, "effect"] == pytest.approx(2 / 3)
+    assert c1.loc[ASYMMETRIC, "verdict"] == "supports"
+    # claims about edits alone get no reference_pairing row (it would repeat first_token's)
+    assert set(claims[claims.protocol == ASYMMETRIC].claim) == {"C1"}
+    assert (claims.groupby(["claim", "protocol"]).primary.sum() == 1).all()
