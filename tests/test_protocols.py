@@ -155,3 +155,16 @@ def test_asymmetric_pairing_creates_a_gap_no_symmetric_protocol_shows(tmp_path):
     # claims about edits alone get no reference_pairing row (it would repeat first_token's)
     assert set(claims[claims.protocol == ASYMMETRIC].claim) == {"C1"}
     assert (claims.groupby(["claim", "protocol"]).primary.sum() == 1).all()
+
+
+def test_a_protocol_with_nothing_to_count_is_reported_not_dropped(tmp_path):
+    # Nothing holds by first token before fine-tuning: its retention has no unit (n = 0), but
+    # the claims still carry the protocol, with "cannot tell" and the reason.
+    never = lambda j: False  # noqa: E731
+    res = _study(tmp_path, {"edited": _phase(never, never), "finetuned": _phase(never, never)})
+    assert "retention_rewrite@first_token" not in set(res.units.metric)
+    claims = evaluate_claims(res.units, res.cells, n_boot=50, n_perm=50)
+    c1 = claims[(claims.claim == "C1") & claims.primary].set_index("protocol")
+    assert c1.loc["first_token", "verdict"] == "cannot tell at this n"
+    assert "n = 0" in c1.loc["first_token", "note"]
+    assert ASYMMETRIC in c1.index

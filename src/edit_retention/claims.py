@@ -43,7 +43,8 @@ from .cells import CELL_KEYS
 from .comparison import CANNOT_TELL, MARGIN, N_PERM, NOT_IN_GRID, Comparison, compare, one_sample, verdict
 from .freezing import TRAINS_NON_EDITED_ONLY
 from .phases import FINAL_PHASE
-from .protocols import ASYMMETRIC, PROBABILITY, PROTOCOLS, REFERENCE_PAIRING, metric_name, protocol_for
+from .protocols import (ASYMMETRIC, PROBABILITY, PROTOCOLS, REFERENCE_PAIRING, metric_name, protocol_for,
+                        split_metric)
 
 CLAIM_COLUMNS = ["claim", "source", "statement", "protocol", "scope", "contrast", "primary", "test", "effect", "ci_low",
                  "ci_high", "p", "n_a", "n_b", "verdict", "note"]
@@ -238,9 +239,10 @@ MIXED = {"C1"}
 
 def claim_protocols(units: pd.DataFrame) -> list[str]:
     """Protocols the units carry (probability always), then ASYMMETRIC when both of its
-    protocols are there."""
-    have = set(units["metric"]) if len(units) else set()
-    got = [p for p in PROTOCOLS if p == PROBABILITY or metric_name(RETENTION, p) in have]
+    protocols are there. A protocol counts as carried when any of its metrics has units
+    (its retention may still have none: n = 0 is then reported, not hidden)."""
+    have = {split_metric(m)[1] for m in set(units["metric"])} if len(units) else set()
+    got = [p for p in PROTOCOLS if p == PROBABILITY or p in have]
     return got + ([ASYMMETRIC] if set(REFERENCE_PAIRING.values()) <= set(got) else [])
 
 
