@@ -10,6 +10,7 @@ from conftest import make_record
 from edit_retention.evaluate import GENERATED_KINDS, build_items, score_items
 from edit_retention.protocols import (ASYMMETRIC, PROTOCOLS, contains_object, metric_name, protocol_for,
                                       split_metric, success)
+from edit_retention.tasks.scoring import greedy_ids
 
 
 def _row(lp_target, lp_alt, top1, generation=None, target="Paris"):
@@ -68,6 +69,10 @@ def test_generation_is_the_same_at_batch_size_1_and_8(tiny_model):
     assert gens == [r.get("generation") for r in eight]
     assert all((g is not None) == (it["kind"] in GENERATED_KINDS) for g, it in zip(gens, items))
     assert all(g for g in gens if g is not None)
+    # greedy_ids itself at batch sizes 1 and 8 (score_items' calls hold more rows per batch)
+    prompts = [tok(x["prompt"])["input_ids"] for x in items]
+    by1 = greedy_ids(model, prompts, 12, 1, tok.eos_token_id, tok.eos_token_id)
+    assert by1 == greedy_ids(model, prompts, 12, 8, tok.eos_token_id, tok.eos_token_id)
     # and equal to generating each prompt on its own, by hand, without any padding
     it = next(i for i, x in enumerate(items) if x["kind"] == "paraphrase")
     ids = tok(items[it]["prompt"], return_tensors="pt")["input_ids"]
