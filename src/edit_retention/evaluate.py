@@ -60,10 +60,6 @@ log = logging.getLogger(__name__)
 KINDS = ("rewrite", "paraphrase", "neighborhood")
 # Kinds that get a greedy continuation (the fact's own prompts; neighbourhood prompts need none).
 GENERATED_KINDS = ("rewrite", "paraphrase")
-# Continuations per generate call, per scoring item of a pass: a scoring item is two full
-# sequences, a decoding step one token per row (plus its cache), so a batch holds more rows;
-# on SmolLM2-135M (CPU, one thread) 96 rows per call took 0.70x the time of 32 rows.
-GENERATION_ROWS_PER_ITEM = 4
 KNOWLEDGE = ("edited", "intrinsic")
 
 
@@ -234,8 +230,7 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
     order and equal scoring one by one up to float rounding.  The model is put in eval mode while scoring and its
     previous mode restored.  ``device`` defaults to the model's device.
     ``generation_tokens`` > 0 adds each rewrite/paraphrase row's greedy continuation
-    (``generation``; see ``add_generations``), ``GENERATION_ROWS_PER_ITEM`` x the batch
-    size per generate call (halved on out-of-memory, like scoring).
+    (``generation``; see ``add_generations``), generated in batches of the same size.
     """
     if generation_tokens < 0:
         raise InputError(f"score_items: generation_tokens must be >= 0, got {generation_tokens}")
@@ -266,8 +261,7 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
                     results[i] = row
                 bar.update(n)
         if generation_tokens:
-            add_generations(model, tok, results, [e[0] for e in encoded], generation_tokens,
-                            GENERATION_ROWS_PER_ITEM * size)
+            add_generations(model, tok, results, [e[0] for e in encoded], generation_tokens, size)
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
