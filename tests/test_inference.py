@@ -130,7 +130,8 @@ def grid(tmp_path_factory):
 
 def test_claims_table_finds_cells_by_definition(grid):
     claims = evaluate_claims(grid.units, grid.cells, n_boot=100, n_perm=200)
-    primary = claims[claims.primary].set_index("claim")
+    assert set(claims.protocol) == {"probability", "first_token"}   # the synthetic rows have no generations
+    primary = claims[claims.primary & (claims.protocol == "probability")].set_index("claim")
     assert list(primary.index) == ["C1", "C2", "C3", "F1", "F2"]
     assert primary.loc["C1", "verdict"] == "supports"          # edited 30% vs intrinsic 90% kept
     assert primary.loc["C2", "contrast"] == "k=3 vs k=0"       # largest k is the primary contrast
@@ -142,15 +143,16 @@ def test_claims_table_finds_cells_by_definition(grid):
     u2 = grid.units.assign(remedy=grid.units.remedy.replace(ren))
     c2 = grid.cells.assign(remedy=grid.cells.remedy.replace(ren))
     again = evaluate_claims(u2, c2, n_boot=100, n_perm=200)
-    assert list(again[again.primary].verdict) == list(primary.verdict)
+    assert list(again[again.primary].verdict) == list(claims[claims.primary].verdict)
 
 
 def test_claims_absent_from_grid(grid):
     keep = grid.cells.remedy.isin(["none"])
     claims = evaluate_claims(grid.units[grid.units.remedy == "none"], grid.cells[keep], n_boot=50, n_perm=50)
-    v = claims[claims.primary].set_index("claim").verdict
-    assert v["C1"] != NOT_IN_GRID
-    assert all(v[c] == NOT_IN_GRID for c in ("C2", "C3", "F1", "F2"))
+    for _, sub in claims[claims.primary].groupby("protocol"):
+        v = sub.set_index("claim").verdict
+        assert v["C1"] != NOT_IN_GRID
+        assert all(v[c] == NOT_IN_GRID for c in ("C2", "C3", "F1", "F2"))
     unknown = evaluate_claims(grid.units, grid.cells.assign(paraphrase_k=np.nan), n_boot=50, n_perm=50)
     assert (unknown.verdict == CANNOT_TELL).all() and unknown.note.str.contains("--remedies").all()
 

@@ -87,6 +87,18 @@ def test_smoke_study_builds_every_stage(repo):
     # 2 editors x 1 task x 4 remedies (none, paraphrase, freeze, lora)
     assert len(es) == 8 and es.value.between(0, 1).all()
     assert "step-2" in set(summary.phase)           # the text task's checkpoint
+    # Every protocol end to end: scores -> summary (every phase, both kinds) -> claims -> results.md.
+    for p in ("first_token", "generation_contains"):
+        got = summary[summary.metric == f"rewrite_success@{p}"]
+        assert {"base", "edited", "step-2", "finetuned"} <= set(got.phase), p
+        assert set(got.knowledge) == {"edited", "intrinsic"}, p
+        assert f"retention_rewrite@{p}" in set(summary[summary.phase == "finetuned"].metric), p
+    base = next((repo / "data/scores").glob("*/*/base.jsonl"))
+    scores = [json.loads(x) for x in base.read_text().splitlines()]
+    assert all(("generation" in r) == (r["kind"] != "neighborhood") for r in scores)
+    claims = pd.read_csv(repo / "data/results/claims.csv")
+    assert set(claims.protocol) == {"probability", "first_token", "generation_contains", "reference_pairing"}
+    assert "### Claims under each success protocol" in (repo / "results.md").read_text()
     metrics = json.loads((repo / "data/results/metrics.json").read_text())
     assert set(metrics) == {"rome", "ft_l"}
     for name in ("retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",

@@ -100,7 +100,8 @@ def test_pairing_and_single_evaluation(tiny_model):
     hp = make_hparams("ft_l", {"layers": [1], "lr": 1e-2, "norm_constraint": 5e-2, "steps": 10})
     res = run_regime(get_editor("ft_l"), model, tok, reqs(2), hp, None, "single")
     per_case = single_deltas(res)
-    rows = evaluate_single(model, tok, edited, control, para, per_case, batch_size=4)
+    rows = evaluate_single(model, tok, edited, control, para, per_case, batch_size=4, generation_tokens=3)
+    assert all(isinstance(r.get("generation"), str) == (r["kind"] != "neighborhood") for r in rows)
     rewrite = {r["case_id"]: r for r in rows if r["kind"] == "rewrite"}
     assert set(rewrite) == {"c0", "c1", "c2", "c3", "c4"}
     for i, (cid, deltas) in enumerate(per_case):      # each fact scored under its own delta only
@@ -118,9 +119,15 @@ def test_single_finetune_runs_per_fact_and_restores(tiny_model):
     para = {r["case_id"]: {"augment": [], "evaluate": ["{}'s capital city is"]} for r in edited + control}
     res = run_regime(get_editor("ft_l"), model, tok, reqs(2), make_hparams("ft_l", {"layers": [1], "steps": 3}),
                      None, "single")
-    args = FinetuneArgs(steps=2, lr=1e-3, batch_size=2, seq_len=16, warmup_steps=1, eval_blocks=2)
+    args = FinetuneArgs(steps=2, lr=1e-3, batch_size=2, seq_len=16, warmup_steps=1, eval_blocks=2,
+                        checkpoint_every=1)
+    ckpt: dict = {}
     rows, logs = finetune_single(model, tok, edited, control, para, single_deltas(res),
-                                 texts(20), texts(8, seed=1), args, seed=0, frozen_layers=[1])
+                                 texts(20), texts(8, seed=1), args, seed=0, frozen_layers=[1],
+                                 checkpoint_rows=ckpt, generation_tokens=3)
+    for got in [rows] + list(ckpt.values()):          # every phase carries the continuations
+        assert all(isinstance(r.get("generation"), str) == (r["kind"] != "neighborhood") for r in got)
+    assert sorted(ckpt) == [1]
     assert [g["case_id"] for g in logs] == ["c0", "c1"] and all(g["frozen_layers"] == [1] for g in logs)
     assert {r["case_id"] for r in rows} == {"c0", "c1", "c2"}
     assert_same(model, snap)

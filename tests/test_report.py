@@ -55,7 +55,8 @@ def test_outputs_exist_and_claims_json_is_dvc_metrics(built):
                  "claims.csv", "claims.json", "elasticity.json", "elasticity.csv", "study_config.json"):
         assert (out / name).stat().st_size > 0, name
     claims = json.loads((out / "claims.json").read_text())
-    assert set(claims) == {"C1", "C2", "C3", "F1", "F2"}
+    ids = {"C1", "C2", "C3", "F1", "F2"}
+    assert set(claims) == ids | {f"{c}@first_token" for c in ids}   # the synthetic rows have no generations
     assert claims["F2"]["verdict"] == "not in this grid" and claims["F2"]["effect"] is None
     assert claims["C1"]["verdict"] in ("supports", "contradicts", "cannot tell at this n")
 
@@ -72,6 +73,9 @@ def test_results_md_sections(built):
     assert "cell failed" in md and "gone.jsonl" in md         # the failed seed is named
     assert "seed missing" in md
     assert "Too few points to fit" in md                      # edit-set size: one size
+    grid = md.split("### Claims under each success protocol")[1].split("##")[0]
+    assert "| claim | scope | contrast | probability | first_token |" in grid
+    assert "| C1 | all |" in grid and "| C2 | all |" in grid
 
 
 def test_markdown_with_no_problems_says_none():

@@ -13,7 +13,8 @@ from edit_retention.summarize import COLUMNS, headline_metrics, read_summary, su
 ALT_P = 0.1  # every alternative has probability 0.1, so a prompt succeeds iff p_target > 0.1
 
 
-def _row(cid, knowledge, kind, index, p, top1=False):
+def _row(cid, knowledge, kind, index, p, top1=None):
+    top1 = p > 0.3 if top1 is None else top1   # the first-token protocol mostly agrees here
     return {"case_id": cid, "knowledge": knowledge, "kind": kind, "index": index,
             "prompt": f"{cid} {kind} {index}", "target": "t", "alt": "a",
             "lp_target": math.log(p), "n_target": 1, "lp_alt": math.log(ALT_P), "n_alt": 1,

@@ -21,6 +21,15 @@ baseline remedy is paraphrase_k 0, freeze "none", method "full".
 Each claim has one pooled row (scope "all": strata are model/editor/task/relation) and
 one row per (model, editor, task); ``primary`` marks the row giving the verdict. The tests
 and verdicts are those of ``comparison``.
+
+Protocols (column ``protocol``; ``protocols``): every claim is evaluated under each
+symmetric protocol the units carry (probability always; first_token and
+generation_contains when summarize wrote their ``@``-suffixed metrics), and each claim
+that compares edited with intrinsic facts (``MIXED``: C1) also under
+``reference_pairing``, the reference study's asymmetric test: edited units from
+first_token, intrinsic units from generation_contains. The claims about edits alone read
+edited units only, so their reference_pairing row would repeat first_token's and is not
+written. ``primary`` marks one row per (claim, protocol).
 """
 from __future__ import annotations
 
@@ -35,8 +44,10 @@ from .comparison import CANNOT_TELL, MARGIN, N_PERM, NOT_IN_GRID, Comparison, co
 from .freezing import TRAINS_NON_EDITED_ONLY
 from .health_table import UNHEALTHY
 from .phases import FINAL_PHASE
+from .protocols import (ASYMMETRIC, PROBABILITY, PROTOCOLS, REFERENCE_PAIRING, metric_name, protocol_for,
+                        split_metric)
 
-CLAIM_COLUMNS = ["claim", "source", "statement", "scope", "contrast", "primary", "test", "effect", "ci_low",
+CLAIM_COLUMNS = ["claim", "source", "statement", "protocol", "scope", "contrast", "primary", "test", "effect", "ci_low",
                  "ci_high", "p", "n_a", "n_b", "verdict", "note"]
 RETENTION = "retention_rewrite"
 
@@ -50,6 +61,7 @@ class Study:
     n_perm: int
     seed: int
     margin: float
+    protocol: str = PROBABILITY   # a name from PROTOCOLS, or ASYMMETRIC
 
 
 def _remedy_table(cells: pd.DataFrame) -> pd.DataFrame:
@@ -57,8 +69,10 @@ def _remedy_table(cells: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index(drop=True)
 
 
-def _units_for(units: pd.DataFrame, knowledge: str, metric: str = RETENTION, phase: str = FINAL_PHASE,
+def _units_for(s: Study, knowledge: str, metric: str = RETENTION, phase: str = FINAL_PHASE,
                remedies=None, scope=None) -> pd.DataFrame:
+    """Units of ``metric`` under the study's protocol for this kind of knowledge."""
+    units, metric = s.units, metric_name(metric, protocol_for(s.protocol, knowledge))
     u = units[(units.knowledge == knowledge) & (units.metric == metric) & (units.phase == phase)]
     if remedies is not None:
         u = u[u.remedy.isin(remedies)]
@@ -73,7 +87,8 @@ def _units_for(units: pd.DataFrame, knowledge: str, metric: str = RETENTION, pha
 
 def _row(claim, scope, contrast, primary, c: Comparison | None, verdict_: str, note="") -> dict:
     cid, source, statement = claim
-    base = {"claim": cid, "source": source, "statement": statement, "scope": scope, "contrast": contrast,
+    base = {"claim": cid, "source": source, "statement": statement, "protocol": PROBABILITY, "scope": scope,
+            "contrast": contrast,
             "primary": primary, "verdict": verdict_}
     if c is None:
         return dict(base, test="", effect=math.nan, ci_low=math.nan, ci_high=math.nan, p=math.nan, n_a=0, n_b=0,
@@ -122,8 +137,8 @@ def _pair_comparisons(claim, s: Study, pairs, contrast_of, direction=1) -> list[
     for i, (contrast, items) in enumerate(by_contrast.items()):
         pooled_a, pooled_b = [], []
         for ra, rb, scope in items:
-            ua = _units_for(s.units, "edited", remedies=[ra], scope=scope)
-            ub = _units_for(s.units, "edited", remedies=[rb], scope=scope)
+            ua = _units_for(s, "edited", remedies=[ra], scope=scope)
+            ub = _units_for(s, "edited", remedies=[rb], scope=scope)
             pooled_a.append(ua); pooled_b.append(ub)
             c = compare(ua, ub, paired=True, n_boot=s.n_boot, n_perm=s.n_perm, seed=s.seed,
                         key=(claim[0], contrast, scope))
@@ -158,8 +173,8 @@ def edited_vs_intrinsic(claim, s: Study) -> list[dict]:
     pa, pb, sub_rows = [], [], []
     for scope in _scopes(base):
         rems = list(_in_scope(base, scope))
-        ue = _units_for(s.units, "edited", remedies=rems, scope=scope)
-        ui = _units_for(s.units, "intrinsic", remedies=rems, scope=scope)
+        ue = _units_for(s, "edited", remedies=rems, scope=scope)
+        ui = _units_for(s, "intrinsic", remedies=rems, scope=scope)
         pa.append(ue); pb.append(ui)
         c = compare(ue, ui, paired=False, n_boot=s.n_boot, n_perm=s.n_perm, seed=s.seed, key=("C1", scope))
         sub_rows.append(_row(claim, "/".join(scope), "intrinsic - edited retention", False, c,
@@ -192,7 +207,7 @@ def frozen_still_forgets(claim, s: Study) -> list[dict]:
     parts, sub_rows = [], []
     for scope in _scopes(frozen):
         rems = _in_scope(frozen, scope)
-        u = _units_for(s.units, "edited", metric="efr", remedies=list(rems), scope=scope)
+        u = _units_for(s, "edited", metric="efr", remedies=list(rems), scope=scope)
         parts.append(u)
         c = one_sample(u, "efr", s.n_boot, s.seed, ("F1", scope))
         sub_rows.append(_row(claim, "/".join(scope), "EFR of edits (" + ",".join(rems) + ")", False, c,
@@ -246,6 +261,19 @@ def withhold_unhealthy(rows: list[dict], unhealthy: dict[tuple[str, str], str]) 
     return out
 
 
+# Claims that compare edited with intrinsic facts: the only ones the asymmetric pairing changes.
+MIXED = {"C1"}
+
+
+def claim_protocols(units: pd.DataFrame) -> list[str]:
+    """Protocols the units carry (probability always), then ASYMMETRIC when both of its
+    protocols are there. A protocol counts as carried when any of its metrics has units
+    (its retention may still have none: n = 0 is then reported, not hidden)."""
+    have = {split_metric(m)[1] for m in set(units["metric"])} if len(units) else set()
+    got = [p for p in PROTOCOLS if p == PROBABILITY or p in have]
+    return got + ([ASYMMETRIC] if set(REFERENCE_PAIRING.values()) <= set(got) else [])
+
+
 def evaluate_claims(units: pd.DataFrame, cells: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
                     seed: int = 0, margin: float = MARGIN,
                     unhealthy: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
@@ -256,6 +284,11 @@ def evaluate_claims(units: pd.DataFrame, cells: pd.DataFrame, n_boot: int = N_BO
         rows = [_row(c[:3], "all", "", True, None, CANNOT_TELL,
                      "remedy definitions were not given to summarize (--remedies)") for c in CLAIMS]
         return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
-    study = Study(units, _remedy_table(cells), n_boot, n_perm, seed, margin)
-    rows = [row for cid, source, statement, test in CLAIMS for row in test((cid, source, statement), study)]
+    rows = []
+    for protocol in claim_protocols(units):
+        study = Study(units, _remedy_table(cells), n_boot, n_perm, seed, margin, protocol)
+        for cid, source, statement, test in CLAIMS:
+            if protocol == ASYMMETRIC and cid not in MIXED:
+                continue
+            rows += [dict(r, protocol=protocol) for r in test((cid, source, statement), study)]
     return pd.DataFrame(withhold_unhealthy(rows, unhealthy or {}), columns=CLAIM_COLUMNS)

@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.choices["evaluate"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
     required(s, "--edited", "--control", "--paraphrases", "--out")
+    for name in ("evaluate", "finetune"):      # every phase's facts are scored by one of the two
+        sub.choices[name].add_argument(
+            "--generation-tokens", type=int, default=0,
+            help="new tokens of each fact prompt's greedy continuation (protocols.generation_contains; 0 = none)")
     s = add("summarize", "summary.csv, metrics.json, cells.csv (CIs), facts.csv, problems.csv")
     s.add_argument("--cell", action="append", required=True,
                    help="model=..,editor=..,task=..,remedy=..,seed=..,base=F,edited=F,step-<N>=F,...,"

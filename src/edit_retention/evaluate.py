@@ -32,6 +32,10 @@ A scored row adds::
     lp_alt, n_alt         the same for the alternative
     p_target, p_alt       exp(mean token log-prob) (per-token geometric-mean probability)
     top1                  greedy next token after the prompt == first target token
+    generation            rewrite/paraphrase items, when ``generation_tokens`` > 0: the
+                          greedy continuation of the prompt (that many new tokens at most,
+                          KV cache, stopped at EOS), decoded without special tokens; what
+                          the ``generation_contains`` protocol reads (``protocols``)
 
 Tokens are ``tok(prompt)`` (with the tokenizer's special tokens, e.g. BOS) followed by
 ``tok(" " + target, add_special_tokens=False)``: the object follows the prompt after one
@@ -39,7 +43,9 @@ space, as in the record schema.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import torch
 from tqdm import tqdm
@@ -47,8 +53,13 @@ from tqdm import tqdm
 from .io import InputError
 from .memory import AUTO, auto_batch_size, backoff_chunks, sequence_bytes
 from .records import fill
+from .tasks.scoring import greedy_ids
+
+log = logging.getLogger(__name__)
 
 KINDS = ("rewrite", "paraphrase", "neighborhood")
+# Kinds that get a greedy continuation (the fact's own prompts; neighbourhood prompts need none).
+GENERATED_KINDS = ("rewrite", "paraphrase")
 KNOWLEDGE = ("edited", "intrinsic")
 
 
@@ -209,7 +220,7 @@ def _auto_size(model, encoded, n_items: int) -> int:
 
 
 def score_items(model, tok, items: list[dict], batch_size: int | str = 32, device=None,
-                progress: bool = True) -> list[dict]:
+                progress: bool = True, generation_tokens: int = 0) -> list[dict]:
     """Score every item by teacher forcing; return the items (same order) with scores.
 
     ``batch_size`` counts items per forward pass ("auto": as many as the job's memory
@@ -218,7 +229,11 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
     Items are batched in order of length to limit padding; results come back in input
     order and equal scoring one by one up to float rounding.  The model is put in eval mode while scoring and its
     previous mode restored.  ``device`` defaults to the model's device.
+    ``generation_tokens`` > 0 adds each rewrite/paraphrase row's greedy continuation
+    (``generation``; see ``add_generations``), generated in batches of the same size.
     """
+    if generation_tokens < 0:
+        raise InputError(f"score_items: generation_tokens must be >= 0, got {generation_tokens}")
     if batch_size != AUTO and batch_size < 1:
         raise InputError(f"score_items: batch_size must be >= 1 or \"auto\", got {batch_size}")
     if not items:
@@ -245,9 +260,33 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
                 for i, row in zip(order[start: start + n], rows):
                     results[i] = row
                 bar.update(n)
+        if generation_tokens:
+            add_generations(model, tok, results, [e[0] for e in encoded], generation_tokens, size)
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def add_generations(model, tok, rows: list[dict], prompt_ids: list[list[int]], max_new_tokens: int,
+                    batch_size: int) -> None:
+    """Set ``row["generation"]`` on every rewrite/paraphrase row: the greedy continuation of
+    its prompt tokens (the same ids the scores read). Prompts go longest first so batches
+    hold similar lengths; the text does not depend on the batching (``greedy_ids``)."""
+    todo = sorted((i for i, r in enumerate(rows) if r["kind"] in GENERATED_KINDS), key=lambda i: -len(prompt_ids[i]))
+    if not todo:
+        return
+    t0 = time.perf_counter()
+
+    def generate_chunk(start: int, n: int) -> list[str]:
+        ids = greedy_ids(model, [prompt_ids[i] for i in todo[start: start + n]], max_new_tokens, n,
+                         _pad_id(tok), tok.eos_token_id)
+        return tok.batch_decode(ids, skip_special_tokens=True)
+
+    for start, n, texts in backoff_chunks(len(todo), batch_size, generate_chunk, where="generation"):
+        for i, text in zip(todo[start: start + n], texts):
+            rows[i]["generation"] = text
+    log.info("generation: %d prompts x %d new tokens at most in %.1f s", len(todo), max_new_tokens,
+             time.perf_counter() - t0)
 
 
 def _row(item: dict, target: tuple[float, int, bool], alt: tuple[float, int, bool]) -> dict:
@@ -257,7 +296,8 @@ def _row(item: dict, target: tuple[float, int, bool], alt: tuple[float, int, boo
 
 
 def evaluate(model, tok, edited: list[dict], control: list[dict], paraphrases: dict,
-             batch_size: int = 32, device=None, progress: bool = True) -> list[dict]:
+             batch_size: int = 32, device=None, progress: bool = True, generation_tokens: int = 0) -> list[dict]:
     """``score_items(build_items(edited, control, paraphrases))``."""
     items = build_items(edited, control, paraphrases)
-    return score_items(model, tok, items, batch_size=batch_size, device=device, progress=progress)
+    return score_items(model, tok, items, batch_size=batch_size, device=device, progress=progress,
+                       generation_tokens=generation_tokens)

@@ -23,9 +23,10 @@ from pathlib import Path
 import pandas as pd
 
 from .bootstrap import N_BOOT
-from .claims import CLAIMS
+from .claims import CLAIMS, MIXED
 from .comparison import MARGIN, N_PERM, NOT_IN_GRID
 from .phases import phase_order
+from .protocols import ASYMMETRIC, PROBABILITY, PROTOCOLS, REFERENCE_PAIRING
 
 HEADLINE = [  # (column title, knowledge, phase, metric)
     ("ES after edit", "edited", "edited", "rewrite_success"),
@@ -112,8 +113,18 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _under(claims: pd.DataFrame, protocol: str = PROBABILITY) -> pd.DataFrame:
+    """The rows of one protocol (all rows of a claims table written before protocols)."""
+    return claims[claims["protocol"] == protocol] if "protocol" in claims else claims
+
+
+def _is_primary(claims: pd.DataFrame) -> pd.Series:
+    return claims["primary"].astype(str).str.lower() == "true"
+
+
 def claims_section(claims: pd.DataFrame) -> str:
-    primary = claims[claims["primary"].astype(str).str.lower() == "true"]
+    claims = _under(claims)
+    primary = claims[_is_primary(claims)]
     rows = []
     for cid, source, statement, _ in CLAIMS:
         sub = primary[primary["claim"] == cid]
@@ -127,7 +138,7 @@ def claims_section(claims: pd.DataFrame) -> str:
         rows.append([cid, source, statement, f"**{r['verdict']}**", r["contrast"], eff, _p(r["p"]), n, note])
     text = _table(["", "source", "claim", "verdict", "contrast", "effect [95% CI]", "p", "n (a / b)", "test / note"],
                   rows)
-    detail = claims[claims["primary"].astype(str).str.lower() != "true"]
+    detail = claims[~_is_primary(claims)]
     if len(detail):
         drows = [[r["claim"], r["scope"], r["contrast"], r["verdict"],
                   f"{_f(r['effect'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _p(r["p"]),
@@ -135,6 +146,40 @@ def claims_section(claims: pd.DataFrame) -> str:
         text += "\n\nPer scope (model/editor/task) and per contrast:\n\n" + _table(
             ["claim", "scope", "contrast", "verdict", "effect [95% CI]", "p", "n (a / b)", "note"], drows)
     return text
+
+
+def protocol_section(claims: pd.DataFrame) -> str:
+    """Claim x protocol at a glance: verdict and effect of each claim's primary row under
+    every protocol, and per scope for the claims comparing edited with intrinsic facts
+    (where the asymmetric pairing can create or hide a gap)."""
+    if "protocol" not in claims:
+        return "Not in these results (claims.csv has no protocol column)."
+    have = [p for p in (*PROTOCOLS, ASYMMETRIC) if p in set(claims["protocol"])]
+    base = claims[claims["protocol"] == PROBABILITY]
+    base = base[_is_primary(base) | base["claim"].isin(MIXED)]
+    keys = list(dict.fromkeys(zip(base["claim"], base["scope"], base["contrast"])))
+    rows = []
+    for cid, scope, contrast in keys:
+        row = [cid, scope, contrast]
+        for p in have:
+            hit = claims[(claims.claim == cid) & (claims.scope == scope) & (claims.contrast == contrast)
+                         & (claims.protocol == p)]
+            if hit.empty:
+                row.append("—")
+                continue
+            r = hit.iloc[0]
+            eff = "" if pd.isna(r["effect"]) else f" {_f(r['effect'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}]"
+            row.append(f"{r['verdict']}{eff}")
+        rows.append(row)
+    pairing = ", ".join(f"{k} by {v}" for k, v in REFERENCE_PAIRING.items())
+    return (_table(["claim", "scope", "contrast"] + have, rows)
+            + f"\n\nEach cell: verdict, effect [95% CI] of the same test on the same facts; only the success test "
+              f"differs. probability: teacher-forced mean log-prob, object vs alternative; first_token: greedy "
+              f"next token = the object's first token; generation_contains: the object (whole words, case and "
+              f"spacing ignored) in the greedy continuation; {ASYMMETRIC}: the reference study's asymmetric "
+              f"test ({pairing}), for claims comparing edited with intrinsic facts only (—: not applicable). "
+              f"For C1 the effect is intrinsic - edited retention: how much of the edited-vs-intrinsic gap "
+              f"each protocol shows.")
 
 
 def headline_section(cells: pd.DataFrame) -> str:
@@ -308,7 +353,14 @@ def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dic
            f"\"edit unhealthy\" instead of a verdict (see Edit health).", ""] if n_unhealthy else []),
         "## Claims",
         "",
+        "Under the teacher-forced probability protocol (the next subsection repeats each claim under every "
+        "protocol).",
+        "",
         claims_section(claims),
+        "",
+        "### Claims under each success protocol",
+        "",
+        protocol_section(claims),
         "",
         f"Verdicts: with the effect signed in the claim's direction, *supports* when its 95% CI lies above 0 "
         f"and p < 0.05; *contradicts* when the CI lies below 0 (p < 0.05), or lies entirely within "

@@ -14,7 +14,7 @@ uses batch mode.
 
 Usage::
 
-    rows = evaluate_single(model, tok, edited, control, paraphrases, per_case, batch_size)
+    rows = evaluate_single(model, tok, edited, control, paraphrases, per_case, batch_size, generation_tokens)
 """
 from __future__ import annotations
 
@@ -44,11 +44,13 @@ def check_cases(edited: list[dict], per_case: list[tuple[str, dict]]) -> None:
                          f"{want[:5]}... (rerun apply_edits)")
 
 
-def evaluate_single(model, tok, edited, control, paraphrases, per_case, batch_size: int = 32) -> list[dict]:
+def evaluate_single(model, tok, edited, control, paraphrases, per_case, batch_size: int = 32,
+                    generation_tokens: int = 0) -> list[dict]:
     """Score each fact (and its paired controls) under the base model plus its own delta."""
     check_cases(edited, per_case)
     rows = []
     for rec, ctrl, (_, deltas) in zip(edited, pair_controls(edited, control), per_case):
         with deltas_applied(model, deltas):
-            rows += score_items(model, tok, build_items([rec], ctrl, paraphrases), batch_size, progress=False)
+            rows += score_items(model, tok, build_items([rec], ctrl, paraphrases), batch_size, progress=False,
+                                generation_tokens=generation_tokens)
     return rows

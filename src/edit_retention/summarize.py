@@ -47,6 +47,19 @@ the same fine-tuning):
     target_prob_ratio     geometric mean over facts of p_target after / before on the
                           main prompt                                   n = facts
 
+Protocols (``protocols``): the metrics above use the teacher-forced probability test. The
+same success/retention metrics under the other protocols carry the protocol as a suffix,
+so every existing column and metric name keeps its meaning:
+
+    rewrite_success@P, paraphrase_success@P                        every phase
+    retention_rewrite@P, retention_paraphrase@P, efr@P             phases after "edited"
+
+for P = first_token (the row's ``top1``: greedy next token is the object's first token)
+and P = generation_contains (the object, as whole words, in the row's greedy
+``generation``; only when every rewrite/paraphrase row of every phase of the cell has
+one, i.e. ``evaluate.generation_tokens`` > 0). Same n conventions as above; facts.csv
+carries their units, so cells.csv intervals and the claims' tests read them unchanged.
+
 Task metrics (optional JSON dict of numbers, e.g. {"eval_loss": .., "eval_perplexity":
 ..}) become rows with knowledge "task", phase "finetuned", metric = the JSON key.
 
@@ -85,6 +98,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from . import protocols as P
 from .bootstrap import N_BOOT
 from .cells import LABELS, cell_table, remedy_traits, task_steps
 from .phases import phase_order
@@ -128,18 +142,35 @@ def _by_fact(rows: dict) -> dict[str, list[dict]]:
     return out
 
 
-def _macro_success(rows: dict) -> tuple[float, int]:
+def _macro_success(rows: dict, ok=M.row_success) -> tuple[float, int]:
     """Mean over facts of the share of their prompts that succeed (ROME's PS/NS)."""
-    return M.mean(M.rate(M.row_success(r) for r in fact_rows)[0] for fact_rows in _by_fact(rows).values())
+    return M.mean(M.rate(ok(r) for r in fact_rows)[0] for fact_rows in _by_fact(rows).values())
 
 
-def phase_metrics(table: dict, knowledge: str) -> list[tuple[str, float, int]]:
-    """(metric, value, n) for one knowledge kind on one phase's scores."""
+def _judge(protocol: str):
+    """(row -> success under ``protocol``, metric base name -> its name under it)."""
+    return (lambda r: P.success(r, protocol)), (lambda m: P.metric_name(m, protocol))
+
+
+def cell_protocols(tables: dict) -> list[str]:
+    """The protocols every phase of a cell can be scored under: probability and first_token
+    always, generation_contains when every rewrite/paraphrase row has a ``generation``."""
+    rows = [r for t in tables.values() for (_, kind), b in t.items() if kind in ("rewrite", "paraphrase")
+            for r in b.values()]
+    return [p for p in P.PROTOCOLS if p != "generation_contains" or all("generation" in r for r in rows)]
+
+
+def phase_metrics(table: dict, knowledge: str, protocol: str = P.PROBABILITY) -> list[tuple[str, float, int]]:
+    """(metric, value, n) for one knowledge kind on one phase's scores (``protocol`` other
+    than probability: only its rewrite/paraphrase success, suffixed)."""
+    ok, name = _judge(protocol)
     rewrite = table.get((knowledge, "rewrite"), {})
     out = [
-        ("rewrite_success", *M.rate(M.row_success(r) for r in rewrite.values())),
-        ("paraphrase_success", *_macro_success(table.get((knowledge, "paraphrase"), {}))),
+        (name("rewrite_success"), *M.rate(ok(r) for r in rewrite.values())),
+        (name("paraphrase_success"), *_macro_success(table.get((knowledge, "paraphrase"), {}), ok)),
     ]
+    if protocol != P.PROBABILITY:
+        return out
     if knowledge == "edited":
         out.append(("neighborhood_success", *_macro_success(table.get((knowledge, "neighborhood"), {}))))
     out += [
@@ -149,10 +180,14 @@ def phase_metrics(table: dict, knowledge: str) -> list[tuple[str, float, int]]:
     return out
 
 
-def retention_metrics(before: dict, after: dict, knowledge: str, where: str) -> list[tuple[str, float, int]]:
-    """(metric, value, n) comparing a later phase's scores with the edited phase's."""
+def retention_metrics(before: dict, after: dict, knowledge: str, where: str,
+                      protocol: str = P.PROBABILITY) -> list[tuple[str, float, int]]:
+    """(metric, value, n) comparing a later phase's scores with the edited phase's
+    (``protocol`` other than probability: retention and EFR only, suffixed)."""
+    ok, name = _judge(protocol)
+
     def success(table, kind):
-        return {k: M.row_success(r) for k, r in table.get((knowledge, kind), {}).items()}
+        return {k: ok(r) for k, r in table.get((knowledge, kind), {}).items()}
 
     def probs(table):
         return {k: r["p_target"] for k, r in table.get((knowledge, "rewrite"), {}).items()}
@@ -163,8 +198,9 @@ def retention_metrics(before: dict, after: dict, knowledge: str, where: str) -> 
         ratio = M.prob_ratio(probs(before), probs(after))
     except InputError as e:
         raise InputError(f"{where}: {knowledge} facts: {e}") from e
-    return [("retention_rewrite", *ret_rw), ("retention_paraphrase", *ret_pp),
-            ("efr", 1.0 - ret_rw[0], ret_rw[1]), ("target_prob_ratio", *ratio)]
+    out = [(name("retention_rewrite"), *ret_rw), (name("retention_paraphrase"), *ret_pp),
+           (name("efr"), 1.0 - ret_rw[0], ret_rw[1])]
+    return out + ([("target_prob_ratio", *ratio)] if protocol == P.PROBABILITY else [])
 
 
 def task_metric_rows(path: str | os.PathLike, where: str) -> list[tuple[str, float, int | None]]:
@@ -189,42 +225,49 @@ def _ordered_phases(phases: dict) -> list[str]:
     return sorted(phases, key=phase_order)
 
 
-def phase_units(table: dict, knowledge: str) -> list[tuple[str, str, float, float]]:
+def phase_units(table: dict, knowledge: str, protocol: str = P.PROBABILITY) -> list[tuple[str, str, float, float]]:
     """(metric, case_id, num, den) per fact for one phase: sum(num)/sum(den) over facts
     gives ``phase_metrics``' value (see ``bootstrap`` for how units are pooled)."""
+    ok, name = _judge(protocol)
+    plain = protocol == P.PROBABILITY
     out = []
     for (cid, _), r in table.get((knowledge, "rewrite"), {}).items():
-        out += [("rewrite_success", cid, float(M.row_success(r)), 1.0),
-                ("top1_accuracy", cid, float(bool(r["top1"])), 1.0),
-                ("target_prob", cid, float(r["p_target"]), 1.0)]
+        out.append((name("rewrite_success"), cid, float(ok(r)), 1.0))
+        if plain:
+            out += [("top1_accuracy", cid, float(bool(r["top1"])), 1.0),
+                    ("target_prob", cid, float(r["p_target"]), 1.0)]
     kinds = [("paraphrase", "paraphrase_success")] + ([("neighborhood", "neighborhood_success")]
-                                                       if knowledge == "edited" else [])
+                                                       if knowledge == "edited" and plain else [])
     for kind, metric in kinds:
         for cid, rows in _by_fact(table.get((knowledge, kind), {})).items():
-            out.append((metric, cid, M.rate(M.row_success(r) for r in rows)[0], 1.0))
+            out.append((name(metric), cid, M.rate(ok(r) for r in rows)[0], 1.0))
     return out
 
 
-def retention_units(before: dict, after: dict, knowledge: str) -> list[tuple[str, str, float, float]]:
+def retention_units(before: dict, after: dict, knowledge: str,
+                    protocol: str = P.PROBABILITY) -> list[tuple[str, str, float, float]]:
     """(metric, case_id, num, den) per fact for the retention metrics of a later phase.
 
     Call after ``retention_metrics`` (which checks that every fact held before has an
     'after' score). Facts that did not hold before have no retention unit.
     """
+    ok, name = _judge(protocol)
     out = []
     b_rw = before.get((knowledge, "rewrite"), {})
     a_rw = after.get((knowledge, "rewrite"), {})
     for key, row in b_rw.items():
-        if M.row_success(row):
-            kept = float(M.row_success(a_rw[key]))
-            out += [("retention_rewrite", key[0], kept, 1.0), ("efr", key[0], 1.0 - kept, 1.0)]
+        if ok(row):
+            kept = float(ok(a_rw[key]))
+            out += [(name("retention_rewrite"), key[0], kept, 1.0), (name("efr"), key[0], 1.0 - kept, 1.0)]
     a_pp = after.get((knowledge, "paraphrase"), {})
     held: dict = defaultdict(lambda: [0.0, 0.0])
     for key, row in before.get((knowledge, "paraphrase"), {}).items():
-        if M.row_success(row):
+        if ok(row):
             held[key[0]][1] += 1
-            held[key[0]][0] += float(M.row_success(a_pp[key]))
-    out += [("retention_paraphrase", cid, k, n) for cid, (k, n) in held.items()]
+            held[key[0]][0] += float(ok(a_pp[key]))
+    out += [(name("retention_paraphrase"), cid, k, n) for cid, (k, n) in held.items()]
+    if protocol != P.PROBABILITY:
+        return out
     with np.errstate(divide="ignore", invalid="ignore"):
         for key, row in b_rw.items():
             out.append(("target_prob_ratio", key[0],
@@ -255,17 +298,19 @@ def cell_rows(cell: dict, i: int = 0, units: list | None = None) -> list[dict]:
     ``units`` (dicts with the cell's labels, knowledge, phase, metric, case_id, num, den)."""
     where, tables, late = _cell_tables(cell, i)
     labels = {k: cell[k] for k in LABELS}
+    protocols = cell_protocols(tables)
     out = []
     for phase, table in tables.items():
         for knowledge in ("edited", "intrinsic"):
-            stats = phase_metrics(table, knowledge)
+            stats = [s for p in protocols for s in phase_metrics(table, knowledge, p)]
             if phase in late:
-                stats += retention_metrics(tables["edited"], table, knowledge, f"{where} phase {phase!r}")
+                stats += [s for p in protocols for s in
+                          retention_metrics(tables["edited"], table, knowledge, f"{where} phase {phase!r}", p)]
             out += [dict(labels, knowledge=knowledge, phase=phase, metric=m, value=v, n=n) for m, v, n in stats]
             if units is not None:
-                got = phase_units(table, knowledge)
+                got = [u for p in protocols for u in phase_units(table, knowledge, p)]
                 if phase in late:
-                    got += retention_units(tables["edited"], table, knowledge)
+                    got += [u for p in protocols for u in retention_units(tables["edited"], table, knowledge, p)]
                 units += [dict(labels, knowledge=knowledge, phase=phase, metric=m, case_id=c, num=a, den=b)
                           for m, c, a, b in got]
     if cell.get("task_metrics"):

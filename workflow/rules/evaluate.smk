@@ -12,6 +12,7 @@ rule evaluate_base:
         "data/scores/{model}/{facts}/base.jsonl",
     params:
         batch_size=config["evaluate"]["batch_size"],
+        generation_tokens=config["evaluate"].get("generation_tokens", 50),
         device=config["device"],
     threads: 1
     resources:
@@ -23,7 +24,8 @@ rule evaluate_base:
     shell:
         "OMP_NUM_THREADS={threads} python -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edited {input.edited} --control {input.control}"
-        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size}"
+        " --generation-tokens {params.generation_tokens} --out {output} 2> {log}"
 
 
 rule evaluate_edited:
@@ -38,6 +40,7 @@ rule evaluate_edited:
         "data/scores/{model}/{facts}/edited/{editor}/k{k}.jsonl",
     params:
         batch_size=config["evaluate"]["batch_size"],
+        generation_tokens=config["evaluate"].get("generation_tokens", 50),
         device=config["device"],
     threads: 1
     resources:
@@ -49,7 +52,8 @@ rule evaluate_edited:
     shell:
         "OMP_NUM_THREADS={threads} python -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edit {input.edit} --edited {input.edited} --control {input.control}"
-        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size}"
+        " --generation-tokens {params.generation_tokens} --out {output} 2> {log}"
 
 
 rule evaluate_finetuned:
@@ -63,6 +67,7 @@ rule evaluate_finetuned:
         "data/scores/{model}/{facts}/finetuned/{editor}/{remedy}/{task}/s{seed}.jsonl",
     params:
         batch_size=config["evaluate"]["batch_size"],
+        generation_tokens=config["evaluate"].get("generation_tokens", 50),
         device=config["device"],
     threads: 1
     resources:
@@ -74,4 +79,5 @@ rule evaluate_finetuned:
     shell:
         "OMP_NUM_THREADS={threads} python -m edit_retention evaluate --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edited {input.edited} --control {input.control}"
-        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} --out {output} 2> {log}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size}"
+        " --generation-tokens {params.generation_tokens} --out {output} 2> {log}"

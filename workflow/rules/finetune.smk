@@ -52,6 +52,7 @@ rule finetune:
         freeze=finetune_freeze,
         device=config["device"],
         batch_size=config["evaluate"]["batch_size"],
+        generation_tokens=config["evaluate"].get("generation_tokens", 50),
     threads: 1
     resources:
         mem_mb=job_mem_mb,
@@ -66,4 +67,5 @@ rule finetune:
         " --params {params.task:q} --method {params.method:q} --freeze {params.freeze} --seed {wildcards.seed}"
         " --out-model {output.model} --out-metrics {output.metrics} --out-steps {output.steps}"
         " --out-log {output.train_log} --edited {input.edited} --control {input.control}"
-        " --paraphrases {input.paraphrases} --batch-size {params.batch_size} 2> {log}"
+        " --paraphrases {input.paraphrases} --batch-size {params.batch_size}"
+        " --generation-tokens {params.generation_tokens} 2> {log}"

@@ -9,6 +9,7 @@ from ..elasticity import elasticity
 from ..health_table import unhealthy_scopes
 from ..io import atomic_path, write_json
 from ..plot_data import curve_table, effect_table
+from ..protocols import tagged
 from ..tables import read_table
 
 
@@ -20,7 +21,8 @@ def run(a) -> None:
     with atomic_path(a.out_claims, suffix=".csv") as tmp:
         claims.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
     primary = claims[claims["primary"]]
-    write_json(a.out_claims_json, {r["claim"]: {"verdict": r["verdict"], **{
+    # Keys: the claim id under the probability protocol (as before), "<id>@<protocol>" otherwise.
+    write_json(a.out_claims_json, {tagged(r["claim"], r["protocol"]): {"verdict": r["verdict"], **{
         k: (None if r[k] != r[k] else float(r[k])) for k in ("effect", "ci_low", "ci_high", "p")},
         "n_a": int(r["n_a"]), "n_b": int(r["n_b"])} for _, r in primary.iterrows()})
     curves = elasticity(units, cells, n_boot=a.n_boot_fit, seed=a.seed)

@@ -19,7 +19,8 @@ def run(a) -> None:
     para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
     edited, control = read_records(a.edited), read_records(a.control)
     if is_single(edit):
-        rows = evaluate_single(model, tok, edited, control, para, single_deltas(edit), a.batch_size)
+        rows = evaluate_single(model, tok, edited, control, para, single_deltas(edit), a.batch_size,
+                               a.generation_tokens)
     else:
-        rows = evaluate(model, tok, edited, control, para, a.batch_size)
+        rows = evaluate(model, tok, edited, control, para, a.batch_size, generation_tokens=a.generation_tokens)
     write_jsonl(a.out, rows)

@@ -75,7 +75,8 @@ def _run_single(a, model, tok, edit, train, held, args, frozen, kw) -> None:
     edited, control, para = _facts(a, "an edit in the single regime")
     step_rows: dict = {}
     rows, logs = finetune_single(model, tok, edited, control, para, single_deltas(edit), train, held, args,
-                                 a.seed, frozen, a.batch_size, checkpoint_rows=step_rows, **kw)
+                                 a.seed, frozen, a.batch_size, checkpoint_rows=step_rows,
+                                 generation_tokens=a.generation_tokens, **kw)
     with atomic_dir(a.out_model) as tmp:
         write_jsonl(tmp / SINGLE_SCORES, rows)
     if a.out_steps:
@@ -87,17 +88,22 @@ def _run_single(a, model, tok, edit, train, held, args, frozen, kw) -> None:
 
 def finetune_single(model, tok, edited, control, paraphrases, per_case, train_texts, eval_texts,
                     args, seed: int, frozen_layers: list[int], batch_size: int = 32,
-                    checkpoint_rows: dict | None = None, **finetune_kw):
+                    checkpoint_rows: dict | None = None, generation_tokens: int = 0, **finetune_kw):
     """Fine-tune base + delta_i for each fact i; score fact i and its controls after each run.
 
     ``train_texts``/``eval_texts`` are the task's examples (passages for causal_lm);
     ``finetune_kw`` (task, method, freeze_non_layer) go to ``finetune.finetune``. With
     ``checkpoint_rows`` (a dict) and ``args.checkpoint_every``, fact i is also scored at
     each checkpoint of its own run: ``checkpoint_rows[step]`` collects those rows.
+    ``generation_tokens`` > 0 adds greedy continuations to the rows (``evaluate.score_items``).
     Returns (score rows, one training log per fact). The model is restored to its exact
     starting weights before returning.
     """
     check_cases(edited, per_case)
+
+    def score(net, items):
+        return score_items(net, tok, items, batch_size, progress=False, generation_tokens=generation_tokens)
+
     start = {n: p.detach().clone() for n, p in model.state_dict().items()}
     rows, logs = [], []
     try:
@@ -109,12 +115,12 @@ def finetune_single(model, tok, edited, control, paraphrases, per_case, train_te
             on_ckpt = None
             if checkpoint_rows is not None:
                 def on_ckpt(step, net, items=items):
-                    checkpoint_rows.setdefault(step, []).extend(score_items(net, tok, items, batch_size, progress=False))
+                    checkpoint_rows.setdefault(step, []).extend(score(net, items))
             out = finetune(model, tok, train_texts, eval_texts, args, seed, frozen_layers, progress=False,
                            on_checkpoint=on_ckpt, **finetune_kw)
             out.pop("train_loss", None)
             logs.append({"case_id": cid, **out})
-            rows += score_items(model, tok, items, batch_size, progress=False)
+            rows += score(model, items)
     finally:
         with torch.no_grad():
             model.load_state_dict(start)
@@ -129,7 +135,8 @@ def _run(a, model, tok, train, held, args, frozen, kw) -> None:
 
         def on_checkpoint(step, net):
             f = scratch / f"step-{step}.jsonl"
-            write_jsonl(f, score_items(net, tok, items, a.batch_size, progress=False))
+            write_jsonl(f, score_items(net, tok, items, a.batch_size, progress=False,
+                                       generation_tokens=a.generation_tokens))
             step_files[step] = f
             log.info("checkpoint at step %d scored", step)
     try:
