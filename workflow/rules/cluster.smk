@@ -8,6 +8,8 @@ from edit_retention.cluster import scheduler_hints
 onerror:
     from pathlib import Path
 
-    if log and Path(log).is_file():
-        for _hint in scheduler_hints(Path(log).read_text(errors="replace")):
-            print(f"Hint: {_hint}", file=sys.stderr)
+    # Snakemake passes the run's log file (a list of them in Snakemake 9).
+    for _log in log if isinstance(log, (list, tuple)) else [log]:
+        if _log and Path(_log).is_file():
+            for _hint in scheduler_hints(Path(_log).read_text(errors="replace")):
+                print(f"Hint: {_hint}", file=sys.stderr)
