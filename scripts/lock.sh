@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate requirements.txt: the exact lock of pyproject.toml's dependencies (runtime plus
-# the test and slurm extras), resolved by pip without installing anything.
+# the test, slurm and ssh extras), resolved by pip without installing anything.
 #
 #   bash scripts/lock.sh             keep every current pin that still fits and add or drop only
 #                                    what a change of pyproject.toml needs (pip-compile's default)
@@ -22,7 +22,7 @@ esac
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 .venv/bin/python -m pip install -q --dry-run --ignore-installed --report "$report" \
-    "${keep[@]}" "$TORCH_PIN" ".[test,slurm]"
+    "${keep[@]}" "$TORCH_PIN" ".[test,slurm,ssh]"
 .venv/bin/python - "$report" > requirements.txt.new <<'EOF'
 import json
 import sys

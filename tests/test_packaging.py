@@ -27,7 +27,7 @@ NOT_IMPORTED = {"snakemake": "runs the DAG (Snakefile, workflow/rules)", "dvc": 
                 "gguf": "transformers reads GGUF model files (the embedded default model) with it"}
 
 
-def declared(extras=("test", "slurm")) -> dict[str, Requirement]:
+def declared(extras=("test", "slurm", "ssh")) -> dict[str, Requirement]:
     reqs = [Requirement(r) for r in PYPROJECT["dependencies"]]
     reqs += [Requirement(r) for e in extras for r in PYPROJECT["optional-dependencies"][e]]
     return {canonicalize_name(r.name): r for r in reqs}
