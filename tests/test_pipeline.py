@@ -106,8 +106,13 @@ def test_smoke_study_builds_every_stage(repo):
         for ext in ("png", "pdf"):
             assert (repo / f"figures/{name}.{ext}").stat().st_size > 1000
     # Edits are deltas, not model copies; fine-tuned weights were temporary.
-    edit_dirs = list((repo / "data/edits").glob("*/*/*/k*"))
+    edit_dirs = [e for e in (repo / "data/edits").glob("*/*/*/k*") if e.is_dir()]
     assert len(edit_dirs) == 4 and all((e / "delta.safetensors").exists() for e in edit_dirs)
+    # Every edit's health beside it, and the gate's table in the results.
+    assert all(e.with_name(e.name + ".health.json").is_file() for e in edit_dirs)
+    health = pd.read_csv(repo / "data/results/health.csv")
+    assert len(health) == 4 and set(health.editor) == {"rome", "ft_l"}
+    assert "## Edit health" in (repo / "results.md").read_text()
     assert not list((repo / "data/finetuned").glob("**/model"))
     assert (repo / "logs/finetune").exists()
 
