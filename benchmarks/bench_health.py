@@ -27,11 +27,10 @@ import torch
 from edit_retention.editors import get_editor, make_hparams
 from edit_retention.editors.passes import count_passes
 from edit_retention.editors.regimes import run_regime, single_deltas
-from edit_retention.evaluate import build_items, score_items
+from edit_retention.editors.verify import verify_cases
 from edit_retention.health import gate
 from edit_retention.health_measure import measure_health
 from edit_retention.io import read_jsonl
-from edit_retention.metrics import row_success
 from edit_retention.models import load_model
 from edit_retention.stats import load_stats
 
@@ -69,7 +68,6 @@ def main() -> None:
     edited, control = read_jsonl(sel / "edit.jsonl"), read_jsonl(sel / "control.jsonl")
     if a.n:
         edited, control = edited[: a.n], control[: a.n]
-    paraphrases = {r["case_id"]: r for r in read_jsonl(d / "facts" / a.facts / "paraphrases.jsonl")}
     texts = [r["text"] for r in read_jsonl(d / "corpus" / a.corpus / a.facts / "eval.jsonl")][: a.texts]
     model, tok = load_model(d / "models" / a.model_name / "base")
     torch.set_grad_enabled(True)
@@ -88,19 +86,9 @@ def main() -> None:
         secs = time.perf_counter() - t0
         per_case = single_deltas(res) if regime == "single" else None
         h = measure_health(model, tok, None if per_case else res.deltas, edited, control, texts, per_case=per_case)
-        # probability-test ES on the main prompts (the protocol that could not see the damage)
-        items = [it for it in build_items(edited, [], paraphrases) if it["kind"] == "rewrite"]
-        if per_case:
-            from edit_retention.editors import deltas_applied
-            rows = []
-            for it, (_, dl) in zip(items, per_case):
-                with deltas_applied(model, dl):
-                    rows += score_items(model, tok, [it], progress=False)
-        else:
-            from edit_retention.editors import deltas_applied
-            with deltas_applied(model, res.deltas):
-                rows = score_items(model, tok, items, progress=False)
-        es_prob = sum(map(row_success, rows)) / len(rows)
+        # probability-test ES on the main prompts: the edit log's own scored success
+        verify_cases(model, tok, requests(edited), res, per_case)
+        es_prob = res.log["n_converged"] / len(edited)
         row = {"run": run, "n": len(edited), "es_prob": es_prob, **{k: v for k, v in h.items() if k not in ("delta_rel_norms", "per_fact")},
                "problems": gate(h), "seconds": secs, "passes": passes}
         table.append(row)

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random Llama (real SmolLM2 tokenizer), prepared once per session."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,11 @@ def make_record(i: int = 0, subject: str = "Freedonia", true: str = "Paris", new
         "neighborhood_prompts": [{"prompt": "The capital of Sylvania is", "target": "Lyon"}],
         "source": "test",
     }
+
+
+def deep_merge(a: dict, b: dict) -> dict:
+    """Snakemake's merge of --configfile over params.yaml (recursive)."""
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -14,7 +14,6 @@ by its PID at the end, whatever the outcome.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -29,18 +28,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import deep_merge
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SLURM_SCRIPT = ROOT / "scripts/slurm_local.sh"
 PROFILE = ROOT / "workflow/profiles/slurm-local"
 pytestmark = pytest.mark.slow
 
-
-def deep_merge(a: dict, b: dict) -> dict:
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def base_env(**extra) -> dict:

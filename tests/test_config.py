@@ -7,6 +7,8 @@ import yaml
 from edit_retention.config import check_study
 from edit_retention.io import InputError
 
+from conftest import deep_merge
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,13 +53,6 @@ def test_bad_config_names_the_key(cfg, mutate, message):
     with pytest.raises(InputError, match=message):
         check_study(cfg, where="params.yaml")
 
-
-def deep_merge(a: dict, b: dict) -> dict:
-    """Snakemake's merge of --configfile over params.yaml (recursive)."""
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 @pytest.mark.parametrize("name", ["smoke", "finetune_suite", "realdata", "paper", "decay", "editors", "elasticity"])

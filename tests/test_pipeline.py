@@ -7,7 +7,6 @@ metrics/plots/dag, and last the remote round trip (push, delete, pull).
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -20,15 +19,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import deep_merge
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-
-def deep_merge(a: dict, b: dict) -> dict:
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def run(cmd, cwd, check=True):
