@@ -280,7 +280,7 @@ def test_prepare_facts_writes_the_load_report_and_results_md_shows_it(tmp_path):
     beside records.jsonl) and in results.md's versions section."""
     from edit_retention import cli
     from edit_retention.io import read_json
-    from edit_retention.report import fact_versions, versions_section
+    from edit_retention.report_provenance import fact_versions, versions_section
     same = cf_case(2, "Chad")
     same["requested_rewrite"]["target_new"]["str"] = "Africa"
     source = {"type": "counterfact", "path": write_cf(tmp_path, [cf_case(1), same])}

@@ -101,7 +101,7 @@ from _synth import KEEP, REMEDIES, TASKS, make_grid  # noqa: E402
 from edit_retention.claims import evaluate_claims  # noqa: E402
 from edit_retention.health_table import UNHEALTHY, health_table, unhealthy_scopes  # noqa: E402
 from edit_retention.io import write_json  # noqa: E402
-from edit_retention.report import health_section  # noqa: E402
+from edit_retention.report_results import health_section  # noqa: E402
 from edit_retention.summarize import relations_of, summarize_all  # noqa: E402
 
 

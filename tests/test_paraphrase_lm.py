@@ -14,9 +14,10 @@ from edit_retention import cli
 from edit_retention.config import check_study
 from edit_retention.io import InputError, read_json, read_jsonl, write_jsonl
 from edit_retention.paraphrase import split_paraphrases, split_record
-from edit_retention.paraphrase_lm import (REASONS, LMArgs, build_prompt, continuation_lines, filter_candidates,
-                                          lm_paraphrases, merge_split, normalise, sample_continuations,
-                                          strip_object_slot, to_template)
+from edit_retention.paraphrase_lm import LMArgs, lm_paraphrases, merge_split
+from edit_retention.paraphrase_lm_filter import (REASONS, continuation_lines, filter_candidates, normalise,
+                                                 strip_object_slot, to_template)
+from edit_retention.paraphrase_lm_generate import build_prompt, sample_continuations
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTS = ("Paris", "Rome")

@@ -9,7 +9,8 @@ import pytest
 from _synth import KEEP, REMEDIES, TASKS, make_grid
 from edit_retention.cli import main
 from edit_retention.io import write_json
-from edit_retention.report import git_commit, results_markdown
+from edit_retention.report import results_markdown
+from edit_retention.report_provenance import git_commit
 
 
 def _cell_arg(c):

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from edit_retention.io import InputError, write_json, write_jsonl
-from edit_retention.summarize import COLUMNS, headline_metrics, read_summary, summarize, write_summary
+from edit_retention.summarize import summarize
+from edit_retention.summary_table import COLUMNS, headline_metrics, read_summary, write_summary
 
 ALT_P = 0.1  # every alternative has probability 0.1, so a prompt succeeds iff p_target > 0.1
 
@@ -148,7 +149,7 @@ def test_task_metrics_and_headline(tmp_path):
 
 def test_retention_table_has_one_row_per_cell_and_knowledge():
     import pandas as pd
-    from edit_retention.summarize import retention_table
+    from edit_retention.summary_table import retention_table
     df = pd.DataFrame([
         dict(model="m", editor="rome", task="t", remedy="none", seed=0, knowledge=k, phase="finetuned",
              metric=metric, value=v, n=4)

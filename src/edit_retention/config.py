@@ -27,7 +27,7 @@ from .facts import SOURCES as FACT_SOURCES
 from .finetune import FinetuneArgs, MethodSpec
 from .freezing import check_freeze
 from .io import InputError
-from .paraphrase_lm import check_paraphrase_config
+from .paraphrase_lm_args import check_paraphrase_config
 from .tasks import check_source, get_task
 
 SCHEMA = Path(__file__).with_name("config.schema.yaml")   # package data (pyproject.toml)

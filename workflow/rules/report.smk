@@ -93,7 +93,7 @@ rule report:
         health="data/results/health.csv",
         models=expand("data/models/{m}/base", m=G["models"]),
         facts=f"data/facts/{FACTS}/records.jsonl",
-        facts_report=f"data/facts/{FACTS}/load_report.json",  # read beside --facts (report.fact_versions)
+        facts_report=f"data/facts/{FACTS}/load_report.json",  # read beside --facts (report_provenance.fact_versions)
     output:
         md=report("results.md", caption="../report/results.rst", category="Results"),
         config=report("data/results/study_config.json", caption="../report/config.rst", category="Config"),

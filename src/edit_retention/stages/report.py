@@ -3,7 +3,8 @@ and the study config as JSON."""
 from __future__ import annotations
 
 from ..io import read_json, write_json, write_text
-from ..report import fact_versions, git_commit, model_versions, results_markdown
+from ..report import results_markdown
+from ..report_provenance import fact_versions, git_commit, model_versions
 from ..tables import read_table
 
 

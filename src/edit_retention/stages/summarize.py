@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..io import InputError, atomic_path
 from ..phases import phase_order
-from ..summarize import relations_of, retention_table, summarize_all, write_results
+from ..summarize import relations_of, summarize_all, write_results
+from ..summary_table import retention_table
 
 log = logging.getLogger(__name__)
 
