@@ -74,9 +74,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def read_utf8(path: str | os.PathLike) -> str:
+    """A text file's content; InputError naming the file, line and byte when it is not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(f"{path}: line {line} (byte {e.start}) is not valid UTF-8 ({e.reason}: "
+                         f"{data[e.start:e.end]!r}); save the file as UTF-8") from e
+
+
 def read_json(path: str | os.PathLike) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(read_utf8(path))
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
 
