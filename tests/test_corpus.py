@@ -106,9 +106,9 @@ def test_jsonl_source_and_errors(tmp_path):
         build_corpus({"type": "jsonl", "path": str(path), "field": "body"}, [], 1, 0)
     with pytest.raises(InputError, match="'field'"):
         build_corpus({"type": "jsonl", "path": str(path)}, [], 1, 0)
-    with pytest.raises(InputError, match="unknown type 'web'.*jsonl, python_docs, text_file"):
+    with pytest.raises(InputError, match="unknown corpus source type 'web'.*jsonl, python_docs, text_file"):
         build_corpus({"type": "web"}, [], 1, 0)
-    with pytest.raises(InputError, match="unknown field.*'url'"):
+    with pytest.raises(InputError, match="unknown key 'url' for corpus source type 'python_docs'"):
         build_corpus({"type": "python_docs", "url": "x"}, [], 1, 0)
     with pytest.raises(InputError, match="existing file"):
         build_corpus({"type": "text_file", "path": str(tmp_path / "nope.txt")}, [], 1, 0)

@@ -128,10 +128,10 @@ def test_name_helpers():
 # ---------------------------------------------------------------- dispatch
 
 def test_load_facts_dispatch_errors(tmp_path):
-    with pytest.raises(InputError, match="unknown type 'nope'.*builtin, counterfact, counterfact_easyedit, "
+    with pytest.raises(InputError, match="unknown fact source type 'nope'.*builtin, counterfact, counterfact_easyedit, "
                                          "jsonl, knowedit, pararel, zsre"):
         load_facts({"type": "nope"})
-    with pytest.raises(InputError, match="unknown field.*'colour'"):
+    with pytest.raises(InputError, match="unknown key 'colour' for fact source type 'builtin'"):
         load_facts({"type": "builtin", "colour": 1})
     with pytest.raises(InputError, match="limit"):
         load_facts({"type": "builtin", "limit": 0})

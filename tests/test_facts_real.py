@@ -397,7 +397,7 @@ def test_pararel_errors(tmp_path):
     raises_naming({"type": "pararel", "path": root, "relations": ["P31"]}, "'relations'", "P31", "patterns")
     raises_naming({"type": "pararel", "path": root, "per_relation": 0}, "'per_relation'")
     raises_naming({"type": "pararel", "path": str(tmp_path / "nowhere")}, "no such directory")
-    raises_naming({"type": "pararel", "path": root, "hf": "x/y"}, "unknown field", "'hf'")
+    raises_naming({"type": "pararel", "path": root, "hf": "x/y"}, "unknown key 'hf'")
     trex = Path(root) / "trex" / "P30.jsonl"
     trex.write_text(trex.read_text() + json.dumps({"sub_label": "Togo"}) + "\n")
     raises_naming({"type": "pararel", "path": root}, str(trex), "record 6", "'obj_label'")

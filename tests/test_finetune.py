@@ -5,7 +5,7 @@ import torch
 
 from edit_retention.finetune import FinetuneArgs, finetune
 from edit_retention.tasks import pack_blocks
-from edit_retention.io import InputError
+from edit_retention.io import TIMING_KEYS, InputError
 
 TEXTS = [f"Passage number {i} talks about rivers, clocks and the weather in spring." * 3 for i in range(40)]
 
@@ -165,6 +165,8 @@ def test_cli_finetune_writes_flat_metrics_and_checkpoint_scores(tiny_model_dir, 
     rows = read_jsonl(tmp_path / "steps/step-2.jsonl")
     assert {r["knowledge"] for r in rows} == {"edited", "intrinsic"} and all("lp_target" in r for r in rows)
     assert (tmp_path / "model/config.json").exists()
+    train_log = json.loads((tmp_path / "log.json").read_text())    # no wall-clock time in an artifact
+    assert train_log["train_loss"] and not TIMING_KEYS & set(train_log)
     # strategies that need the edit's log fail clearly without one
     assert main(common + ["--params", params, "--freeze", "only_edited"]) == 2
     assert main(common + ["--params", params, "--freeze", "layers:0-7"]) == 2

@@ -118,3 +118,36 @@ def test_jsonl_reader_skips_blank_lines_and_crlf(tmp_path):
     p = tmp_path / "rows.jsonl"
     p.write_bytes(b'{"a": 1}\r\n\r\n{"a": 2}')
     assert read_jsonl(p) == [{"a": 1}, {"a": 2}]
+
+
+@pytest.mark.parametrize("name, source", [
+    ("cf.json", lambda p: {"type": "counterfact", "path": p}),            # a JSON list (read_json)
+    ("cf.jsonl", lambda p: {"type": "jsonl", "path": p}),                 # JSONL (read_jsonl)
+    ("corpus.txt", None),                                                 # a corpus text file
+    ("task.tsv", None),                                                   # a task file
+])
+def test_non_utf8_file_is_named_not_a_traceback(tmp_path, name, source):
+    """Issue 14 item 6: a byte that is not UTF-8 in a fact, corpus or task file stops with a
+    message naming the file and line (the CLI prints it, exit 2), never a UnicodeDecodeError."""
+    from edit_retention.corpus import build_corpus
+    from edit_retention.io import InputError
+    from edit_retention.tasks import build_task_data, get_task
+
+    p = tmp_path / name
+    p.write_bytes({"cf.json": b'[{"case_id": 0,\n "subject": "caf\xe9"}]\n', "cf.jsonl": b'{"subject": "caf\xe9"}\n',
+                   "task.tsv": b'sentence\tlabel\nfine\t1\ncaf\xe9\t0\n', "corpus.txt": b"Fine.\n\nCaf\xe9.\n"}[name])
+    if name.endswith("txt"):
+        with pytest.raises(InputError, match=f"^{p}: line 3 .*is not valid UTF-8"):
+            build_corpus({"type": "text_file", "path": str(p)}, [], 1, 0)
+        return
+    if name.endswith("tsv"):
+        with pytest.raises(InputError, match=f"^{p}: line 3 .*is not valid UTF-8"):
+            build_task_data(get_task("classification"), {"type": "file", "path": str(p)}, [], 1, 1)
+        return
+    out = tmp_path / "records.jsonl"
+    r = subprocess.run([sys.executable, "-m", "edit_retention", "prepare-facts", "--source",
+                        json.dumps(source(str(p))), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    line = 1 if name.endswith("jsonl") else 2
+    assert f"error: {p}: line {line}" in r.stderr and "is not valid UTF-8" in r.stderr
+    assert not out.exists()

@@ -52,7 +52,7 @@ def planned_rules(cwd) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     d = tmp_path_factory.mktemp("study")
-    for name in ("Snakefile", "dvc.yaml", "workflow", "sources", "src"):
+    for name in ("Snakefile", "dvc.yaml", "profiles", "workflow", "sources", "src"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, d / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -288,11 +288,12 @@ def test_killed_run_reruns_to_identical_results(repo):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # A killed Snakemake leaves its lock; a user unlocks (README) and reruns.
+    # A killed Snakemake leaves its lock; a user unlocks (README) and reruns the same command:
+    # the default profile (profiles/default) sets rerun-incomplete.
     locked = run(["snakemake", "--cores", "1", "--", target], repo, check=False)
     assert "cannot be locked" in locked.stdout + locked.stderr
     run(["snakemake", "--unlock"], repo)
-    run(["snakemake", "--cores", "2", "--rerun-incomplete", "--", target, metrics], repo)
+    run(["snakemake", "--cores", "2", "--", target, metrics], repo)
     for f, data in before.items():
         assert (repo / f).read_bytes() == data, f
     assert not list((repo / "data").glob("**/*.tmp*"))

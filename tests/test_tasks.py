@@ -112,7 +112,7 @@ def test_source_errors(tmp_path):
     task = get_task("math")
     with pytest.raises(InputError, match="unknown task source type 'ftp'"):
         build_task_data(task, {"type": "ftp"}, RECORDS, 1, 1)
-    with pytest.raises(InputError, match="unknown field"):
+    with pytest.raises(InputError, match="unknown key 'colour' for task source type 'file'"):
         build_task_data(task, {"type": "file", "path": "x.jsonl", "colour": 1}, RECORDS, 1, 1)
     with pytest.raises(InputError, match="does not exist"):
         build_task_data(task, {"type": "file", "path": str(tmp_path / "nope.jsonl")}, RECORDS, 1, 1)

@@ -6,8 +6,11 @@ the package's ``config.schema.yaml`` (unknown keys and wrong types are errors; a
 get the schema's defaults), then
 checks that every name in the grid exists (models, fact sets, corpora, editors, tasks,
 remedies, the lm paraphrase generator's model) and that each editor's and task's
-hyperparameters are known and well typed.
-Errors name the file and the key path.
+hyperparameters are known and well typed, and that every source (``models``, ``facts``,
+``corpora``, ``tasks``) has a known type and only the keys its builder reads (the builders'
+own key lists: ``models.SOURCE_KEYS``, ``facts.SOURCE_KEYS``, ``corpus.SOURCE_KEYS``,
+``Task.source_keys``). Errors name the file and the key path: with ``layers`` (the config
+files in the order they were merged, and ``--config``) the file that sets the key.
 
 Source paths under a data root: ``data_root.py``.
 """
@@ -20,25 +23,58 @@ from pathlib import Path
 
 import yaml
 
-from .corpus import SOURCES as CORPUS_SOURCES
+from .corpus import SOURCE_KEYS as CORPUS_SOURCE_KEYS
 from .data_root import resolve_source
 from .editors import EDITORS, make_hparams
-from .facts import SOURCES as FACT_SOURCES
+from .facts import SOURCE_KEYS as FACT_SOURCE_KEYS
+from .fields import check_source_keys
 from .finetune import FinetuneArgs, MethodSpec
 from .freezing import check_freeze
-from .io import InputError
+from .io import InputError, read_utf8
+from .models import check_source as check_model_source
 from .paraphrase_lm_args import check_paraphrase_config
 from .tasks import check_source, get_task
 
 SCHEMA = Path(__file__).with_name("config.schema.yaml")   # package data (pyproject.toml)
 log = logging.getLogger(__name__)
-MODEL_SOURCES = ("gguf_package", "hf", "random")
 
 
+def config_layers(files, overrides: dict | None = None) -> list[tuple[str, dict]]:
+    """(name, mapping) of each config file in the order they were merged (later ones win),
+    then ``--config`` overrides: what ``origin`` searches."""
+    layers = []
+    for f in files:
+        try:
+            layers.append((str(f), yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {}))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue      # Snakemake has read it already; a file it cannot name a key in
+    if overrides:
+        layers.append(("--config", dict(overrides)))
+    return layers
 
-def validate_schema(config: dict, where: str = "config", schema_path: Path = SCHEMA) -> None:
+
+def origin(layers, path) -> str | None:
+    """The last of ``layers`` that sets the key path ``path`` (a list of keys), or None."""
+    for name, mapping in reversed(layers or []):
+        node = mapping
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            return name
+    return None
+
+
+def key_where(where: str, layers, *path) -> str:
+    """The label "FILE: a.b.c" of the key path ``path``: the file that sets it, else ``where``."""
+    return f"{(origin(layers, list(path)) if path else None) or where}: {'.'.join(map(str, path))}"
+
+
+def validate_schema(config: dict, where: str = "config", schema_path: Path = SCHEMA, layers=None) -> None:
     """Validate ``config`` against the schema, filling in the schema's defaults where a key
-    is absent (as Snakemake's ``validate`` does); InputError naming the first bad key."""
+    is absent (as Snakemake's ``validate`` does); InputError naming the first bad key (and
+    the file in ``layers`` that sets it)."""
     import jsonschema
     from jsonschema import validators
 
@@ -56,8 +92,8 @@ def validate_schema(config: dict, where: str = "config", schema_path: Path = SCH
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
-        path = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise InputError(f"{where}: {path}: {e.message}")
+        path = list(e.absolute_path)
+        raise InputError(f"{key_where(where, layers, *path) if path else where + ': (top level)'}: {e.message}")
 
 
 def _known(where, key, names, known, what):
@@ -67,18 +103,50 @@ def _known(where, key, names, known, what):
             raise InputError(f"{where}: {key}{idx}: unknown {what} {n!r} (known: {', '.join(sorted(known))})")
 
 
-def _check_task(name: str, cfg: dict, where: str) -> None:
-    """Checks of one ``tasks.<name>`` entry that the schema cannot express."""
-    task = get_task(cfg["type"])
-    FinetuneArgs.from_dict(cfg.get("params", {}), where=f"{where}: tasks.{name}.params")
-    src = cfg.get("source")
-    if src is not None and not hasattr(task, "build_data"):
-        check_source(task, src, f"{where}: tasks.{name}.source")
+def _check_source_at(check, source: dict, where: str, layers, *path) -> None:
+    """``check(source, "FILE: <path>")``. Config files are merged key by key, so a source
+    whose type one file changes keeps the other keys of another file's source: an unknown
+    key from a file other than the one that sets the type says so."""
+    try:
+        check(source, key_where(where, layers, *path))
+    except InputError as e:
+        key = getattr(e, "key", None)
+        came, typed = origin(layers, [*path, key]), origin(layers, [*path, "type"])
+        if key is None or came is None or came == typed:
+            raise
+        raise InputError(f"{e}. {key!r} comes from {came}, the type from {typed}: config files are "
+                         f"merged key by key, so give a source of another type a new name") from e
 
 
-def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA) -> None:
-    """Raise InputError (naming file and key) for anything that would fail later."""
-    validate_schema(config, where, schema_path)
+def _check_sources(config: dict, where: str, layers) -> None:
+    """Every source's type and keys (all entries, in the grid or not), the files of the
+    models in use (a model left in params.yaml need not be installed), and fact and corpus
+    paths under the data root."""
+    para = config["paraphrase"]
+    used = set(config["grid"]["models"]) | ({para["lm"]["model"]} if para.get("generator") == "lm" else set())
+    for name, m in config["models"].items():
+        _check_source_at(lambda source, at: check_model_source(source, at, files=name in used), m["source"],
+                         where, layers, "models", name, "source")
+    for section, keys, what in (("facts", FACT_SOURCE_KEYS, "fact source"),
+                                ("corpora", CORPUS_SOURCE_KEYS, "corpus source")):
+        def check(source, at, keys=keys, what=what):
+            check_source_keys(source, keys, at, what)
+            resolve_source(source, config.get("data_root"), at)
+
+        for name, entry in config[section].items():
+            _check_source_at(check, entry["source"], where, layers, section, name, "source")
+    for name, t in config["tasks"].items():
+        if "source" in t:
+            task = get_task(t["type"])
+            _check_source_at(lambda source, at: check_source(task, source, at), t["source"], where, layers,
+                             "tasks", name, "source")
+
+
+def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA, layers=None) -> None:
+    """Raise InputError (naming file and key) for anything that would fail later. ``layers``
+    (``config_layers``): the config files merged into ``config``, to name the one that sets
+    a bad key; ``where`` names the config otherwise."""
+    validate_schema(config, where, schema_path, layers)
     g = config["grid"]
     for key in ("models", "editors", "tasks", "remedies", "seeds"):
         seen = [v for i, v in enumerate(g[key]) if v in g[key][:i]]
@@ -99,14 +167,7 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
     _known(where, "grid.editors", g["editors"], EDITORS, "editor")
     _known(where, "grid.tasks", g["tasks"], config["tasks"], "task")
     _known(where, "grid.remedies", g["remedies"], config["remedies"], "remedy")
-    for name, m in config["models"].items():
-        _known(where, f"models.{name}.source.type", m["source"]["type"], MODEL_SOURCES, "model source type")
-    for name, f in config["facts"].items():
-        _known(where, f"facts.{name}.source.type", f["source"]["type"], FACT_SOURCES, "fact source type")
-        resolve_source(f["source"], config.get("data_root"), f"{where}: facts.{name}.source")
-    for name, c in config["corpora"].items():
-        _known(where, f"corpora.{name}.source.type", c["source"]["type"], CORPUS_SOURCES, "corpus source type")
-        resolve_source(c["source"], config.get("data_root"), f"{where}: corpora.{name}.source")
+    _check_sources(config, where, layers)
     for model in g["models"]:
         hset = config["models"][model].get("hparams")
         for name in g["editors"]:
@@ -115,7 +176,7 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
             except InputError as e:
                 raise InputError(f"{where}: editors.{name} (model {model}): {e}") from e
     for name in g["tasks"]:
-        _check_task(name, config["tasks"][name], where)
+        FinetuneArgs.from_dict(config["tasks"][name].get("params", {}), where=f"{where}: tasks.{name}.params")
     for name in g["remedies"]:
         check_freeze(config["remedies"][name]["freeze"], f"{where}: remedies.{name}.freeze")
         MethodSpec.parse(config["remedies"][name].get("method"), where=f"{where}: remedies.{name}.method")
@@ -124,6 +185,13 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA)
 
 def check_config_file(a) -> None:
     """``check-config FILE``: validate a study config without running anything."""
-    with open(a.config) as f:
-        check_study(yaml.safe_load(f), where=a.config)
+    try:
+        config = yaml.safe_load(read_utf8(a.config))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(f"{a.config}: not valid YAML" + (f" (line {mark.line + 1})" if mark else "")
+                         + f": {getattr(e, 'problem', None) or e}") from e
+    if not isinstance(config, dict):
+        raise InputError(f"{a.config}: a study config is a YAML mapping, got {type(config).__name__}")
+    check_study(config, where=a.config, layers=config_layers([a.config]))
     print(f"{a.config}: ok")

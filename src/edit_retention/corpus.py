@@ -44,7 +44,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .io import InputError, read_jsonl
+from .fields import check_source_keys
+from .io import InputError, read_jsonl, read_utf8
 
 MIN_CHARS = 200
 MAX_CHARS = 1200
@@ -292,7 +293,7 @@ def _file(source: dict) -> Path:
 
 def source_text_file(source: dict) -> tuple[list[str], dict]:
     """Passages from a plain-text file; WikiText heading lines (" = ... = ") dropped."""
-    text = _file(source).read_text(encoding="utf-8")
+    text = read_utf8(_file(source))
     text = "\n".join(ln for ln in text.split("\n") if not ln.startswith(" = "))
     return pack(paragraphs_of(text, docstring=False)), {"path": str(source["path"])}
 
@@ -316,6 +317,8 @@ SOURCES: dict[str, tuple[Callable[[dict], tuple[list[str], dict]], tuple[str, ..
     "text_file": (source_text_file, ("path",)),
     "jsonl": (source_jsonl, ("path", "field")),
 }
+# type -> the keys it accepts besides "type" (checked here and in the study config, config.py)
+SOURCE_KEYS = {kind: keys for kind, (_, keys) in SOURCES.items()}
 
 
 # ---------------------------------------------------------------- filter and split
@@ -358,15 +361,7 @@ def _source_name(source: dict) -> str:
 
 def _check(source) -> Callable:
     """The builder of a source; InputError on unknown types or keys."""
-    if not isinstance(source, dict) or source.get("type") not in SOURCES:
-        kind = source.get("type") if isinstance(source, dict) else source
-        raise InputError(f"corpus source: unknown type {kind!r} (known: {', '.join(sorted(SOURCES))})")
-    builder, keys = SOURCES[source["type"]]
-    unknown = sorted(set(source) - {"type", *keys})
-    if unknown:
-        raise InputError(f"corpus source {source['type']!r}: unknown field(s) {', '.join(map(repr, unknown))} "
-                         f"(allowed: type{''.join(', ' + k for k in keys)})")
-    return builder
+    return SOURCES[check_source_keys(source, SOURCE_KEYS, "corpus source", "corpus source")][0]
 
 
 def build_corpus(source: dict, records: list[dict], n_train: int, n_eval: int, seed: int = 0) -> dict:

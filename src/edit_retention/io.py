@@ -5,12 +5,17 @@ so a crash mid-write leaves either the old file or no file, never a truncated on
 JSONL goes through the ``jsonlines`` library; a bad line is reported with its file and
 line number. The module imports only the standard library at load time (corpus.py imports it
 in an interpreter without site-packages), so jsonlines is imported where it is used.
+
+Artifacts hold no wall-clock timings (``TIMING_KEYS``), so that two identical runs write
+byte-identical artifacts: ``without_timings`` takes them out of a log before it is written
+and puts them in the job's log (stderr, ``logs/<rule>/...``) as one "timings of ..." line.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -65,6 +70,37 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+TIMING_KEYS = frozenset({"seconds", "train_seconds", "batch_seconds", "seconds_per_request", "s_per_step"})
+
+
+def split_timings(obj: Any, path: str = "") -> tuple[Any, dict[str, Any]]:
+    """(``obj`` without ``TIMING_KEYS`` at any depth, {dotted key path: value} of those)."""
+    timings: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k in TIMING_KEYS:
+                timings[f"{path}{k}"] = v
+            else:
+                out[k], inner = split_timings(v, f"{path}{k}.")
+                timings.update(inner)
+        return out, timings
+    if isinstance(obj, list):
+        pairs = [split_timings(v, f"{path}{i}.") for i, v in enumerate(obj)]
+        for _, inner in pairs:
+            timings.update(inner)
+        return [v for v, _ in pairs], timings
+    return obj, timings
+
+
+def without_timings(obj: Any, what: str) -> Any:
+    """``obj`` less its wall-clock timings, which go to the job's log instead."""
+    out, timings = split_timings(obj)
+    if timings:
+        logging.getLogger("edit_retention.timings").info("timings of %s: %s", what, json.dumps(timings, sort_keys=True))
+    return out
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -74,9 +110,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def read_utf8(path: str | os.PathLike) -> str:
+    """A text file's content; InputError naming the file, line and byte when it is not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(f"{path}: line {line} (byte {e.start}) is not valid UTF-8 ({e.reason}: "
+                         f"{data[e.start:e.end]!r}); save the file as UTF-8") from e
+
+
 def read_json(path: str | os.PathLike) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(read_utf8(path))
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
 

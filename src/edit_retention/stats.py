@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .io import InputError, atomic_path
+from .io import InputError, atomic_path, without_timings
 from .memory import AUTO, auto_batch_size, backoff_chunks, sequence_bytes
 from .models import arch_of, check_layers, get_module
 
@@ -117,11 +117,12 @@ def compute_mom2(model, tok, texts: list[str], layers: list[int], max_len: int =
 def save_stats(path: str | os.PathLike, stats: dict[int, torch.Tensor], meta: dict) -> None:
     """Write ``{layer: C}`` as safetensors (keys ``layer.<l>.mom2``) with JSON ``meta``.
 
-    ``tokens`` / ``texts`` from a :class:`Mom2` are added to meta unless meta sets them.
+    ``tokens`` / ``texts`` from a :class:`Mom2` are added to meta unless meta sets them;
+    timings in meta go to the job's log, not the file (``io.without_timings``).
     """
     if not stats:
         raise InputError(f"{path}: no statistics to save")
-    meta = dict(meta)
+    meta = without_timings(meta, f"statistics {path}")
     if isinstance(stats, Mom2):
         meta.setdefault("tokens", stats.tokens)
         meta.setdefault("texts", stats.texts)

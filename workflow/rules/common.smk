@@ -4,10 +4,21 @@ import os
 import sys
 
 from edit_retention.codeinputs import stage_inputs
-from edit_retention.config import check_study
+from edit_retention.config import check_study, config_layers
 from edit_retention.plots import FIGURES as FIGURE_NAMES
 
-check_study(config, where="study config")   # the schema (filling its defaults) and the rest
+
+def study_config_files():
+    """The config files merged into ``config``, in merge order: the Snakefile's configfile
+    (params.yaml) first, then each --configfile (Snakemake lists those first, absolute)."""
+    cli = [str(f) for f in workflow.config_settings.configfiles]
+    files = [str(f) for f in workflow.configfiles if str(f) not in cli] + cli
+    return [os.path.relpath(f) if os.path.abspath(f).startswith(os.getcwd() + os.sep) else f for f in files]
+
+
+# The schema (filling its defaults) and the rest; an error names the file that sets the key.
+check_study(config, where=f"study config ({' + '.join(study_config_files()) or 'none'})",
+            layers=config_layers(study_config_files(), workflow.config_settings.config))
 
 # Rules call `python` from their software environment: the rule's conda env under
 # --software-deployment-method conda (workflow/envs/), else the interpreter running Snakemake.

@@ -28,7 +28,7 @@ from typing import Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..io import InputError, atomic_dir, read_json, write_json
+from ..io import InputError, atomic_dir, read_json, without_timings, write_json
 from ..records import fill
 
 
@@ -82,12 +82,13 @@ def deltas_applied(model, deltas: dict[str, torch.Tensor]) -> Iterator[None]:
 
 
 def save_edit(result: EditResult, out_dir: str | os.PathLike) -> None:
-    """Write ``delta.safetensors`` and ``log.json`` into ``out_dir`` atomically."""
+    """Write ``delta.safetensors`` and ``log.json`` into ``out_dir`` atomically (the log's
+    timings go to the job's log, ``io.without_timings``)."""
     tensors = {n: d.detach().to("cpu", torch.float32).contiguous() for n, d in result.deltas.items()}
     with atomic_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / "delta.safetensors"),
                   metadata={"editor": str(result.log.get("editor", ""))})
-        write_json(tmp / "log.json", result.log)
+        write_json(tmp / "log.json", without_timings(result.log, f"edit {out_dir}"))
 
 
 def load_edit(path: str | os.PathLike) -> EditResult:

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..io import InputError, atomic_dir, read_json, write_json
+from ..io import InputError, atomic_dir, read_json, without_timings, write_json
 from .base import EditError
 
 FORMAT = "edit_retention.mend_hypernet/1"
@@ -106,11 +106,12 @@ class MendNet(nn.Module):
 
 # ---------------------------------------------------------------------------- save / load
 def save_hypernet(out_dir: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict) -> None:
-    """Write ``hypernet.safetensors`` and ``config.json`` into ``out_dir`` atomically."""
+    """Write ``hypernet.safetensors`` and ``config.json`` into ``out_dir`` atomically (the
+    training timings go to the job's log, ``io.without_timings``)."""
     t = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_dir(out_dir) as tmp:
         save_file(t, str(tmp / TENSORS), metadata={"format": FORMAT})
-        write_json(tmp / CONFIG, config)
+        write_json(tmp / CONFIG, without_timings(config, f"MEND training {out_dir}"))
 
 
 def load_hypernet(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

@@ -64,6 +64,7 @@ import logging
 from collections import Counter
 from typing import Any, Callable
 
+from ..fields import check_source_keys
 from ..io import InputError
 from ..records import validate_records
 from .builtin import build_builtin
@@ -73,7 +74,7 @@ from .knowedit import load_knowedit
 from .pararel import load_pararel
 from .zsre import load_zsre
 
-__all__ = ["SOURCES", "load_facts", "load_report", "to_template", "counterfact_record"]
+__all__ = ["SOURCES", "SOURCE_KEYS", "load_facts", "load_report", "to_template", "counterfact_record"]
 
 log = logging.getLogger(__name__)
 COMMON_KEYS = ("limit", "min_paraphrases", "bad_records")
@@ -102,6 +103,8 @@ SOURCES: dict[str, tuple[Callable[[dict, dict], tuple[list[dict], str]], tuple[s
     "pararel": (load_pararel, ("path", "relations", "per_relation", "seed")),
     "jsonl": (load_jsonl, FILE_KEYS),
 }
+# type -> every key it accepts besides "type" (checked here and in the study config, config.py)
+SOURCE_KEYS = {kind: (*keys, *COMMON_KEYS) for kind, (_, keys) in SOURCES.items()}
 
 
 def _positive(kind: str, source: dict, key: str) -> int | None:
@@ -114,16 +117,8 @@ def _positive(kind: str, source: dict, key: str) -> int | None:
 def _check_source(source: Any) -> tuple[Callable, int | None, int | None]:
     """The loader for a source dict, its limit and min_paraphrases; InputError on unknown
     types or keys."""
-    if not isinstance(source, dict):
-        raise InputError(f"fact source must be a mapping with a 'type', got {type(source).__name__}")
-    kind = source.get("type")
-    if kind not in SOURCES:
-        raise InputError(f"fact source: unknown type {kind!r} (known: {', '.join(sorted(SOURCES))})")
-    loader, keys = SOURCES[kind]
-    unknown = sorted(set(source) - {"type", *COMMON_KEYS, *keys})
-    if unknown:
-        raise InputError(f"fact source {kind!r}: unknown field(s) {', '.join(map(repr, unknown))} "
-                         f"(allowed: type, {', '.join(COMMON_KEYS)}, {', '.join(keys)})")
+    kind = check_source_keys(source, SOURCE_KEYS, "fact source", "fact source")
+    loader = SOURCES[kind][0]
     if source.get("bad_records", "drop") not in BAD_RECORDS:
         raise InputError(f"fact source {kind!r}: field 'bad_records' must be one of {', '.join(BAD_RECORDS)}, "
                          f"got {source['bad_records']!r}")

@@ -19,7 +19,7 @@ from ..editors.regimes import is_single, load_edited, single_deltas
 from ..evaluate import build_items, score_items
 from ..finetune import FinetuneArgs, MethodSpec, finetune, task_metrics
 from ..freezing import resolve_freeze
-from ..io import InputError, atomic_dir, read_jsonl, read_texts, write_json, write_jsonl
+from ..io import InputError, atomic_dir, read_jsonl, read_texts, without_timings, write_json, write_jsonl
 from ..models import num_layers
 from ..records import read_records
 from ..single import SINGLE_SCORES, check_cases, pair_controls
@@ -83,7 +83,7 @@ def _run_single(a, model, tok, edit, train, held, args, frozen, kw) -> None:
         _write_steps(a.out_steps, step_rows)
     flat = [task_metrics(g) for g in logs]
     write_json(a.out_metrics, {k: sum(f[k] for f in flat) / len(flat) for k in flat[0]})
-    write_json(a.out_log, {"regime": "single", "runs": logs})
+    write_json(a.out_log, without_timings({"regime": "single", "runs": logs}, a.out_log))
 
 
 def finetune_single(model, tok, edited, control, paraphrases, per_case, train_texts, eval_texts,
@@ -151,4 +151,4 @@ def _run(a, model, tok, train, held, args, frozen, kw) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
     # Task scores (flat numbers) for the summary; the full training log beside them.
     write_json(a.out_metrics, task_metrics(out))
-    write_json(a.out_log, out)
+    write_json(a.out_log, without_timings(out, a.out_log))

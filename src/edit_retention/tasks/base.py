@@ -6,6 +6,7 @@ held-out loss, generation and perplexity: ``scoring``.
 from __future__ import annotations
 
 from ..io import InputError
+from .data import SOURCE_KEYS
 from .encoding import encode_supervised
 from .scoring import eval_nll
 
@@ -20,6 +21,12 @@ class Task:
     builtin_keys: tuple[str, ...] = ()  # extra keys a builtin source accepts
 
     # -- data
+    def source_keys(self) -> dict[str, tuple[str, ...]]:
+        """Source type -> the keys it accepts besides ``type`` (``data.SOURCE_KEYS``, the
+        column renaming ``fields``, and a builtin source's ``builtin_keys``)."""
+        return {kind: (*keys, *(self.builtin_keys if kind == "builtin" else ()), "fields")
+                for kind, keys in SOURCE_KEYS.items()}
+
     def builtin(self, source: dict, n: int, seed: int) -> list[dict]:
         raise NotImplementedError
 

@@ -6,17 +6,21 @@ held-out score is the perplexity of the first ``eval_blocks`` held-out blocks.
 
 Sources are the corpus sources (``corpus.SOURCES``: ``python_docs``, the offline default;
 ``text_file``, e.g. WikiText; ``jsonl`` with a text ``field``), plus ``hf`` ({id, config,
-split, eval_split, field}). Without a ``source`` in the study config, a causal_lm task
-trains on the study's corpus (``grid.corpus``), which the layer statistics also read.
+split, revision, field}; held-out passages come from the same split, as in a corpus).
+Without a ``source`` in the study config, a causal_lm task trains on the study's corpus
+(``grid.corpus``), which the layer statistics also read.
 """
 from __future__ import annotations
 
 import torch
 
+from ..fields import check_source_keys
 from ..io import InputError, write_jsonl
 from .base import Task
 from .data import load_hf_rows
 from .scoring import eval_nll, perplexity
+
+HF_KEYS = ("id", "config", "split", "revision", "field")   # an hf source's keys besides type
 
 
 def pack_blocks(tok, texts: list[str], seq_len: int) -> torch.Tensor:
@@ -53,15 +57,18 @@ class CausalLM(Task):
         loss = eval_nll(model, tensors, args.batch_size)
         return {"eval_loss": loss, "eval_perplexity": perplexity(loss), "eval_samples": len(tensors["input_ids"])}
 
-    def build_data(self, source: dict, records: list[dict], n_train: int, n_eval: int, seed: int) -> dict:
-        from ..corpus import SOURCES, build_corpus, pack, paragraphs_of
+    def source_keys(self) -> dict[str, tuple[str, ...]]:
+        """The corpus sources (``corpus.SOURCE_KEYS``) and ``hf``."""
+        from ..corpus import SOURCE_KEYS
 
-        if isinstance(source, dict) and source.get("type") == "hf":
-            allowed = {"type", "id", "config", "split", "eval_split", "revision", "field"}
-            unknown = sorted(set(source) - allowed)
-            if unknown or not isinstance(source.get("id"), str):
-                raise InputError(f"task causal_lm: source 'hf' needs 'id' and allows {sorted(allowed)}; "
-                                 f"got unknown {unknown}")
+        return {**SOURCE_KEYS, "hf": HF_KEYS}
+
+    def build_data(self, source: dict, records: list[dict], n_train: int, n_eval: int, seed: int) -> dict:
+        from ..corpus import build_corpus, pack, paragraphs_of
+
+        if check_source_keys(source, self.source_keys(), "task causal_lm source", "task source") == "hf":
+            if not isinstance(source.get("id"), str):
+                raise InputError("task causal_lm source: type 'hf' needs 'id'")
             field = source.get("field", "text")
             docs = [r.get(field) for r in load_hf_rows(source, source.get("split", "train"))]
             passages = [p for d in docs if isinstance(d, str) for p in pack(paragraphs_of(d, docstring=False))]
@@ -74,10 +81,6 @@ class CausalLM(Task):
                 out = build_corpus({"type": "jsonl", "path": str(path), "field": "text"}, records, n_train, n_eval, seed)
             out["meta"]["source"] = source
         else:
-            if not isinstance(source, dict) or source.get("type") not in SOURCES:
-                kind = source.get("type") if isinstance(source, dict) else source
-                raise InputError(f"task causal_lm: unknown source type {kind!r} "
-                                 f"(known: {', '.join(sorted(SOURCES))}, hf)")
             out = build_corpus(source, records, n_train, n_eval, seed)
         return {"train": [{"text": t} for t in out["train"]], "eval": [{"text": t} for t in out["eval"]],
                 "meta": {"task_type": self.type, **out["meta"]}}

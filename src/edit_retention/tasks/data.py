@@ -27,16 +27,19 @@ the record and the field.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import random
 from pathlib import Path
 
-from ..io import InputError, read_jsonl
+from ..fields import check_source_keys
+from ..io import InputError, read_json, read_jsonl, read_utf8
 
+# type -> the keys it accepts besides "type" and "fields" (Task.source_keys adds those of a
+# task's own builtin generator)
 SOURCE_KEYS = {
-    "builtin": set(),
-    "file": {"path", "eval_path"},
-    "hf": {"id", "config", "split", "eval_split", "revision"},
+    "builtin": (),
+    "file": ("path", "eval_path"),
+    "hf": ("id", "config", "split", "eval_split", "revision"),
 }
 
 
@@ -49,18 +52,14 @@ def read_rows(path: str | Path) -> list[dict]:
     if suffix == ".jsonl":
         rows = read_jsonl(p)
     elif suffix == ".json":
-        try:
-            rows = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(f"{p}: not valid JSON (line {e.lineno}): {e.msg}") from e
+        rows = read_json(p)
         if isinstance(rows, dict) and isinstance(rows.get("data"), list):
             rows = rows["data"]
         if not isinstance(rows, list):
             raise InputError(f"{p}: expected a JSON list of records")
     elif suffix in (".tsv", ".csv"):
-        with open(p, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",", quoting=csv.QUOTE_NONE
-                                       if suffix == ".tsv" else csv.QUOTE_MINIMAL))
+        rows = list(csv.DictReader(io.StringIO(read_utf8(p), newline=""), delimiter="\t" if suffix == ".tsv" else ",",
+                                   quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL))
     else:
         raise InputError(f"{p}: unknown file format {suffix!r} (known: .json, .jsonl, .tsv, .csv)")
     for i, r in enumerate(rows):
@@ -82,19 +81,11 @@ def load_hf_rows(source: dict, split: str) -> list[dict]:
 
 
 def check_source(task, source: dict, where: str) -> None:
-    if not isinstance(source, dict) or source.get("type") not in SOURCE_KEYS:
-        kind = source.get("type") if isinstance(source, dict) else source
-        raise InputError(f"{where}: unknown task source type {kind!r} (known: {', '.join(SOURCE_KEYS)})")
-    allowed = {"type", "fields"} | SOURCE_KEYS[source["type"]]
-    if source["type"] == "builtin":
-        allowed |= set(task.builtin_keys)
-    unknown = sorted(set(source) - allowed)
-    if unknown:
-        raise InputError(f"{where}: task source {source['type']!r}: unknown field(s) {', '.join(map(repr, unknown))} "
-                         f"(allowed: {', '.join(sorted(allowed))})")
-    if source["type"] == "file" and not isinstance(source.get("path"), str):
+    """A task's source: its type and keys (``task.source_keys()``), the keys it needs."""
+    kind = check_source_keys(source, task.source_keys(), where, "task source")
+    if kind == "file" and not isinstance(source.get("path"), str):
         raise InputError(f"{where}: task source 'file' needs 'path'")
-    if source["type"] == "hf" and not isinstance(source.get("id"), str):
+    if kind == "hf" and not isinstance(source.get("id"), str):
         raise InputError(f"{where}: task source 'hf' needs 'id'")
     if "fields" in source and not (isinstance(source["fields"], dict)
                                    and all(isinstance(v, str) for v in source["fields"].values())):
