@@ -93,7 +93,7 @@ def main() -> None:
                "problems": gate(h), "seconds": secs, "passes": passes}
         table.append(row)
         print(f"{run:32s} n={len(edited)} ES(prob)={es_prob:.2f} ES(1st)={h['first_token_es']:.2f} "
-              f"ctrl={h['control_agreement']:.2f} neigh={h['neighborhood_agreement']:.2f} "
+              f"ctrl={h['control_agreement']:.3f} neigh={h['neighborhood_agreement']:.3f} "
               f"ppl×{h['ppl_ratio']:.3f} |d|/|W|={h['delta_rel_norm']:.3f} {secs:.0f}s "
               f"{'OK' if not row['problems'] else 'UNHEALTHY: ' + '; '.join(row['problems'])}", flush=True)
         if a.json:

@@ -169,3 +169,9 @@ def test_health_table_thresholds_change_the_verdict_only(health_grid, tmp_path):
     assert not strict.healthy.iloc[0] and "perplexity ratio 1.200 > 1.1" in strict.problems.iloc[0]
     lax = health_table(cells, {"min_control_agreement": 0.5, "max_ppl_ratio": 1.5})
     assert lax.healthy.iloc[0] and lax.control_agreement.iloc[0] == strict.control_agreement.iloc[0]
+
+
+def test_gate_message_never_rounds_a_failing_value_up_to_its_threshold():
+    # 35 of 44 neighbours kept = 0.795: two decimals would print "0.80 < 0.8"
+    problems = gate({"neighborhood_agreement": 35 / 44, "control_agreement": 0.95})
+    assert problems == ["neighbourhood agreement 0.795 < 0.8"]

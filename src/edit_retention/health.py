@@ -52,6 +52,16 @@ MEASURES = ("control_agreement", "neighborhood_agreement", "first_token_es", "pp
 
 
 # ----------------------------------------------------------------------- pure functions
+def _below(v: float, limit: float) -> str:
+    """``v`` with the fewest decimals (2 to 6) that still reads as below ``limit``
+    (0.795 against 0.8 must not print as "0.80 < 0.8")."""
+    for d in range(2, 7):
+        text = f"{v:.{d}f}"
+        if float(text) < limit:
+            return text
+    return repr(v)
+
+
 def gate(health: dict, thresholds: dict | None = None) -> list[str]:
     """The reasons an edit is unhealthy (empty list: it passes). A measure that is missing or
     nan does not fail the gate; thresholds not given take ``THRESHOLDS``."""
@@ -64,7 +74,7 @@ def gate(health: dict, thresholds: dict | None = None) -> list[str]:
     def low(key, limit_key, what):
         v = health.get(key)
         if v is not None and not math.isnan(v) and v < t[limit_key]:
-            out.append(f"{what} {v:.2f} < {t[limit_key]:g}")
+            out.append(f"{what} {_below(v, t[limit_key])} < {t[limit_key]:g}")
 
     low("control_agreement", "min_control_agreement", "control agreement")
     low("neighborhood_agreement", "min_neighborhood_agreement", "neighbourhood agreement")
