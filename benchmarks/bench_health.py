@@ -11,7 +11,7 @@ Usage (after `snakemake --cores all data/select/... data/stats/...` built the in
 
     python benchmarks/bench_health.py --study data --model-name smollm2-135m --facts builtin \
         --runs rome:batch rome:single rome:sequential:8 memit:batch alphaedit:batch ft_l:batch \
-        --n 48 --json /tmp/health48.json
+        --n 48 --json /tmp/health48.json --show 10
 
 A run is EDITOR:REGIME[:BATCH_SIZE][:key=value,...] (hparam overrides, e.g. rome:batch::update=sequential).
 """
@@ -25,13 +25,15 @@ from pathlib import Path
 import torch
 
 from edit_retention.editors import get_editor, make_hparams
+from edit_retention.editors.base import deltas_applied
 from edit_retention.editors.passes import count_passes
 from edit_retention.editors.regimes import run_regime, single_deltas
 from edit_retention.editors.verify import verify_cases
 from edit_retention.health import gate
-from edit_retention.health_measure import measure_health
+from edit_retention.health_measure import greedy_next, measure_health
 from edit_retention.io import read_jsonl
 from edit_retention.models import load_model
+from edit_retention.records import fill
 from edit_retention.stats import load_stats
 
 
@@ -51,6 +53,18 @@ def requests(records: list[dict]) -> list[dict]:
     return [dict(r, aug_prompts=[]) for r in records]
 
 
+def show_changes(model, tok, deltas: dict, control: list[dict], limit: int) -> None:
+    """Print the controls whose greedy next token the edit changed: base -> edited."""
+    prompts = [fill(r["prompt"], r["subject"]) for r in control]
+    before = greedy_next(model, tok, prompts)
+    with deltas_applied(model, deltas):
+        after = greedy_next(model, tok, prompts)
+    changed = [(p, b, x) for p, b, x in zip(prompts, before, after) if b != x]
+    print(f"  {len(changed)} of {len(prompts)} controls changed their greedy next token:")
+    for p, b, x in changed[:limit]:
+        print(f"    {p!r}: {tok.decode([b])!r} -> {tok.decode([x])!r}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="data", help="the study's data folder")
@@ -62,6 +76,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=0, help="first N edit facts (0: all)")
     ap.add_argument("--texts", type=int, default=32, help="held-out passages for the perplexity ratio")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--show", type=int, default=0,
+                    help="print up to N control prompts whose greedy next token the edit changed (batch/sequential)")
     a = ap.parse_args()
     d = Path(a.study)
     sel = d / "select" / a.model_name / a.facts
@@ -92,6 +108,8 @@ def main() -> None:
         row = {"run": run, "n": len(edited), "es_prob": es_prob, **{k: v for k, v in h.items() if k not in ("delta_rel_norms", "per_fact")},
                "problems": gate(h), "seconds": secs, "passes": passes}
         table.append(row)
+        if a.show and per_case is None:
+            show_changes(model, tok, res.deltas, control, a.show)
         print(f"{run:32s} n={len(edited)} ES(prob)={es_prob:.2f} ES(1st)={h['first_token_es']:.2f} "
               f"ctrl={h['control_agreement']:.3f} neigh={h['neighborhood_agreement']:.3f} "
               f"ppl×{h['ppl_ratio']:.3f} |d|/|W|={h['delta_rel_norm']:.3f} {secs:.0f}s "
