@@ -66,7 +66,15 @@ def test_paper_configs_use_published_hparam_sets(cfg):
     paper = deep_merge(cfg, yaml.safe_load((ROOT / "workflow/config/paper.yaml").read_text()))
     layers = {m: edited_layers(make_hparams("rome", paper["editors"]["rome"], paper["models"][m]["hparams"]))
               for m in paper["grid"]["models"]}
-    assert layers == {"gpt2-xl": [17], "gpt-j-6b": [5], "llama3-8b": [5]}
+    assert layers == {"gpt2-xl": [5], "gpt-j-6b": [5], "llama3-8b": [5]}     # gpt2-xl: the reference's code
+    hp = lambda m, e="rome": make_hparams(e, paper["editors"][e], paper["models"][m]["hparams"])  # noqa: E731
+    assert hp("gpt2-xl").v_steps == 100 and edited_layers(hp("gpt2-xl-rome-paper")) == [17]
+    assert edited_layers(hp("llama3.1-8b-reference")) == [1] and not hp("llama3.1-8b-reference").mom2_adjustment
+    assert (hp("gpt2-xl", "ft").layers, hp("gpt2-xl", "ft_l").layers) == ([40], [1])
+    from edit_retention.finetune import FinetuneArgs
+    ref = FinetuneArgs.from_dict(paper["tasks"]["text-reference"]["params"])
+    assert (ref.lr, ref.batch_size, ref.seq_len, ref.weight_decay, ref.warmup_steps, ref.schedule,
+            ref.stop_eval_loss, ref.eval_every) == (1e-4, 128, 100, 0.01, 0, "linear", 3.0, 100)
     decay = deep_merge(cfg, yaml.safe_load((ROOT / "workflow/config/decay.yaml").read_text()))
     assert make_hparams("memit", decay["editors"]["memit"], "gpt-j-6b").layers == [3, 4, 5, 6, 7, 8]
 

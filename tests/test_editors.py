@@ -259,3 +259,20 @@ def test_rome_bf16_optimisation_still_edits(tiny_model, stats):
         make_hparams("rome", {"precision": "fp16"})
     with pytest.raises(InputError, match="memit hparams: key 'precision'"):
         make_hparams("memit", {"precision": "half"})
+
+
+def test_rome_without_mom2_adjustment_uses_identity_on_purpose(tiny_model, stats, caplog):
+    """The reference study's Llama-3.1-8B set: C = I chosen (no warning), the same update as
+    with no statistics, and not the C^-1 k* update the statistics give."""
+    model, tok = tiny_model
+    hp = {**ROME_HP, "v_steps": 2, "n_prefixes": 1}
+    torch.manual_seed(0)
+    off = get_editor("rome").edit(model, tok, reqs(1), make_hparams("rome", {**hp, "mom2_adjustment": False}), stats)
+    assert off.log["identity_stats"] and off.log["warnings"] == [] and "C = I" not in caplog.text
+    torch.manual_seed(0)
+    none = get_editor("rome").edit(model, tok, reqs(1), make_hparams("rome", hp), None)
+    torch.manual_seed(0)
+    on = get_editor("rome").edit(model, tok, reqs(1), make_hparams("rome", hp), stats)
+    (name, d_off), = off.deltas.items()
+    assert torch.allclose(d_off, none.deltas[name], atol=1e-6)
+    assert not torch.allclose(d_off, on.deltas[name], atol=1e-4)

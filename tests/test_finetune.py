@@ -117,6 +117,19 @@ def test_freezing_strategies():
         resolve_freeze("top", [1], 4)
 
 
+def test_reference_block_ranges_are_one_line_each():
+    """The reference code trains one contiguous block range; embeddings and the final norm
+    always train (second value False)."""
+    assert resolve_freeze("above_edited", [1], 4) == ([0, 1], False)      # trains blocks 2..3
+    assert resolve_freeze("below_edited", [1, 2], 4) == ([1, 2, 3], False)  # trains block 0
+    assert resolve_freeze("train:2-end", None, 4) == ([0, 1], False)
+    assert resolve_freeze("train:0-1", None, 4) == ([2, 3], False)
+    with pytest.raises(InputError, match="names no block range"):
+        resolve_freeze("train:3-5", None, 4)
+    with pytest.raises(InputError, match="train:A-end"):
+        resolve_freeze("train:end", None, 4)
+
+
 def test_only_edited_trains_only_the_edited_block(tiny_model):
     model, tok = tiny_model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -199,3 +212,35 @@ def test_bf16_precision_trains_under_autocast_with_float32_weights(tiny_model_di
 def test_unknown_precision_is_an_error():
     with pytest.raises(InputError, match="precision.*fp32, bf16.*'fp16'"):
         FinetuneArgs.from_dict({"precision": "fp16"}, where="tasks.text.params")
+
+
+def test_schedules_linear_without_warmup_and_constant():
+    from edit_retention.finetune import _schedule
+    lin = _schedule(FinetuneArgs(steps=10, warmup_steps=0))
+    assert [round(lin(s), 2) for s in (0, 5, 9)] == [1.0, 0.5, 0.1]   # the reference's linear decay, no warm-up
+    const = _schedule(FinetuneArgs(steps=10, warmup_steps=2, schedule="constant"))
+    assert [const(s) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    with pytest.raises(InputError, match="'schedule' must be one of linear, constant"):
+        FinetuneArgs.from_dict({"schedule": "cosine"})
+    with pytest.raises(InputError, match="'stop_eval_loss' needs 'eval_every' > 0"):
+        FinetuneArgs.from_dict({"stop_eval_loss": 3.0})
+
+
+@pytest.mark.parametrize("threshold, stops", [(1e9, True), (1e-9, False)])
+def test_eval_loss_stop_ends_training_and_later_checkpoints_see_the_stopped_model(tiny_model, threshold, stops):
+    model, tok = tiny_model
+    args = FinetuneArgs(steps=6, lr=3e-3, batch_size=4, seq_len=32, warmup_steps=0, eval_blocks=4,
+                        checkpoint_every=2, stop_eval_loss=threshold, eval_every=2)
+    seen = {}
+    log = finetune(model, tok, TEXTS, TEXTS[:8], args, seed=0, progress=False,
+                   on_checkpoint=lambda s, net: seen.__setitem__(s, {n: p.detach().clone() for n, p in net.named_parameters()}))
+    assert sorted(seen) == [2, 4]                         # checkpoints are scored either way
+    if stops:                                             # any loss is below 1e9: stop after the first check
+        assert log["stopped_at_step"] == 2 and len(log["train_loss"]) == 2
+        assert [s for s, _ in log["stop_eval_losses"]] == [2]
+        assert all(torch.equal(seen[2][n], seen[4][n]) for n in seen[2])
+        assert all(torch.equal(seen[4][n], p) for n, p in model.named_parameters())
+    else:
+        assert log["stopped_at_step"] is None and len(log["train_loss"]) == 6
+        assert [s for s, _ in log["stop_eval_losses"]] == [2, 4, 6]
+        assert not all(torch.equal(seen[2][n], seen[4][n]) for n in seen[2])

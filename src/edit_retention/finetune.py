@@ -25,7 +25,10 @@ never from the config):
     non_edited    the same set, named as the follow-up paper does ("fine-tune only the
                   non-edited layers"): an explicit alias of ``edited``
     only_edited   train only the edited blocks (embeddings, final norm and head frozen too)
+    above_edited  train only the blocks above the edit (the reference study's mechanism)
+    below_edited  train only the blocks below it
     layers:A-B    freeze an explicit list of blocks, e.g. "layers:0-4" or "layers:0,2,7-9"
+    train:A-B     train only one contiguous block range, e.g. "train:6-end" or "train:0-4"
 
 With LoRA/DoRA, "frozen" means: no adapter in those blocks is trained.
 
@@ -53,7 +56,8 @@ from .tasks.encoding import IGNORE, trim
 METHODS = ("full", "lora", "dora")
 
 
-POSITIVE = ("steps", "lr", "batch_size", "seq_len")   # a 0 would fine-tune nothing or fail mid-run
+POSITIVE = ("steps", "lr", "batch_size", "seq_len")
+SCHEDULES = ("linear", "constant")   # a 0 would fine-tune nothing or fail mid-run
 
 
 @dataclass
@@ -63,8 +67,11 @@ class FinetuneArgs:
     batch_size: int = 8            # blocks / examples per optimiser step
     micro_batch_size: int | str = 0  # per forward/backward: 0 = batch_size, N, or "auto" (memory.py)
     seq_len: int = 64              # tokens per block (causal_lm) / max tokens per example
-    warmup_steps: int = 4          # linear warm-up, then linear decay to 0
-    weight_decay: float = 0.0
+    warmup_steps: int = 4          # linear warm-up (0: none), then the schedule below
+    schedule: str = "linear"       # after warm-up: "linear" decay to 0 at the last step, or "constant"
+    weight_decay: float = 0.0      # AdamW's decoupled weight decay (the reference study: 0.01)
+    stop_eval_loss: float = 0.0    # stop training once the held-out loss is below this (0: never)
+    eval_every: int = 0            # steps between the held-out losses the stop reads
     grad_clip: float = 1.0
     eval_blocks: int = 32          # held-out blocks for the causal_lm score (perplexity)
     eval_examples: int = 64        # held-out examples for the other tasks' scores
@@ -80,6 +87,11 @@ class FinetuneArgs:
         for key in POSITIVE:   # 0 would "fine-tune" without changing anything (retention trivially 1)
             if key in out and not out[key] > 0:
                 raise InputError(f"{where}: key {key!r} must be > 0, got {out[key]!r}")
+        if out.get("schedule", "linear") not in SCHEDULES:
+            raise InputError(f"{where}: key 'schedule' must be one of {', '.join(SCHEDULES)}, got {out['schedule']!r}")
+        if out.get("stop_eval_loss", 0.0) > 0 and not out.get("eval_every", 0) > 0:
+            raise InputError(f"{where}: key 'stop_eval_loss' needs 'eval_every' > 0 (steps between the held-out "
+                             f"losses it reads), got eval_every {out.get('eval_every', 0)!r}")
         return cls(**out)
 
     def checkpoint_steps(self) -> list[int]:
@@ -171,6 +183,10 @@ def wrap_method(model, method: MethodSpec, frozen: list[int]):
 
 
 def _schedule(args: FinetuneArgs):
+    """The learning-rate factor of optimiser step ``s`` (0-based): linear warm-up over
+    ``warmup_steps``, then linear decay to 0 at ``steps`` or constant."""
+    if args.schedule == "constant":
+        return lambda s: min((s + 1) / max(args.warmup_steps, 1), 1.0)
     return lambda s: min((s + 1) / max(args.warmup_steps, 1),
                          max(0.0, (args.steps - s) / max(args.steps - args.warmup_steps, 1)))
 
@@ -253,9 +269,16 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
     ckpts = set(args.checkpoint_steps())
     losses, t0, order, pos, tokens = [], time.time(), torch.randperm(n_train, generator=gen), 0, 0
     micro = resolve_micro_batch(net, train, args)
+    stopped_at, eval_losses = None, []
     net.train()
     try:
         for step in tqdm(range(args.steps), desc="finetune", mininterval=5, disable=not progress):
+            if stopped_at is not None:   # stopped: later checkpoints score the stopped model
+                if on_checkpoint is not None and step + 1 in ckpts:
+                    net.eval()
+                    on_checkpoint(step + 1, net)
+                    net.train()
+                continue
             if pos + args.batch_size > len(order):
                 order, pos = torch.randperm(n_train, generator=gen), 0
             idx = order[pos: pos + args.batch_size]
@@ -273,6 +296,12 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
             opt.zero_grad(set_to_none=True)
             losses.append(loss)
             tokens += n_tok
+            if args.stop_eval_loss > 0 and (step + 1) % args.eval_every == 0:
+                net.eval()
+                eval_losses.append((step + 1, task.score(net, tok, held, args)["eval_loss"]))
+                net.train()
+                if eval_losses[-1][1] < args.stop_eval_loss:
+                    stopped_at = step + 1
             if on_checkpoint is not None and step + 1 in ckpts:
                 net.eval()
                 on_checkpoint(step + 1, net)
@@ -294,6 +323,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
         "train_blocks": n_train, "train_loss": losses, "seconds": time.time() - t0,
         "train_seconds": train_seconds, "train_tokens": tokens, "checkpoint_steps": sorted(ckpts),
         "micro_batch_size": micro, "accumulation_steps": -(-args.batch_size // micro),
+        "stopped_at_step": stopped_at, "stop_eval_losses": eval_losses,
     }
     for suffix, s in (("_before", score_before), ("", score_after)):
         out[f"eval_loss{suffix}"] = s["eval_loss"]

@@ -85,6 +85,8 @@ class RomeHparams(ValueHparams):
     lost one control fact (NS 7/8), so 'sequential' is the default."""
     layer: int = field(default=5, metadata={"help": "layer whose MLP output projection is edited"})
     update: str = field(default="sequential", metadata={"help": "'sequential' rank-one updates or 'joint' (all keys exact)"})
+    mom2_adjustment: bool = field(default=True, metadata={
+        "help": "use the layer statistics C (ROME's C^-1 k*); false: C = I (the reference study's Llama-3.1-8B set)"})
 
     def validate(self) -> None:
         self.validate_value("rome")
@@ -268,7 +270,9 @@ class RomeEditor:
         (layer,) = check_layers(model, [hp.layer], "rome hparams 'layer'")
         warnings: list[str] = []
         W = mlp_out_weight(model, layer).detach()
-        if stats is None:
+        if not hp.mom2_adjustment:
+            C = None   # chosen: the update direction is k* itself, no statistics read
+        elif stats is None:
             C = None
             msg = ("rome: no second-moment statistics given (stats=None); using C = I, which "
                    "disturbs unrelated keys more than ROME's C^-1 k* update")
