@@ -15,6 +15,7 @@ from edit_retention.claims import evaluate_claims
 from edit_retention.comparison import CANNOT_TELL, Comparison, NOT_IN_GRID, compare, newcombe_ci, verdict
 from edit_retention.elasticity import elasticity, fit_decay, fit_log_linear
 from edit_retention.phases import phase_order, phase_step
+from edit_retention.power import mdd_from_ci
 
 
 def _units(values: dict, seeds=(0,), relation=lambda j: f"P{j % 2}", group=""):
@@ -138,6 +139,11 @@ def test_claims_table_finds_cells_by_definition(grid):
     assert primary.loc["F2", "verdict"] == "supports"          # lora keeps 90% vs full 30%
     assert primary.loc["F1", "effect"] > 0 and math.isnan(primary.loc["F1", "p"])
     assert set(claims.verdict) <= {"supports", "contradicts", CANNOT_TELL, NOT_IN_GRID}
+    # Every row with a CI has its minimum detectable difference, from that CI.
+    assert claims.ci_low.notna().all()
+    assert [round(x, 9) for x in claims.min_detectable_diff] == [
+        round(mdd_from_ci(lo, hi), 9) for lo, hi in zip(claims.ci_low, claims.ci_high)]
+    assert (claims.min_detectable_diff > 0).all()
     # Renaming remedies changes nothing: cells are found by paraphrase_k / freeze / method.
     ren = {"none": "zz", "p3": "aa"}
     u2 = grid.units.assign(remedy=grid.units.remedy.replace(ren))
@@ -153,6 +159,8 @@ def test_claims_absent_from_grid(grid):
         v = sub.set_index("claim").verdict
         assert v["C1"] != NOT_IN_GRID
         assert all(v[c] == NOT_IN_GRID for c in ("C2", "C3", "F1", "F2"))
+        mdd = sub.set_index("claim").min_detectable_diff
+        assert mdd["C1"] > 0 and all(math.isnan(mdd[c]) for c in ("C2", "C3", "F1", "F2"))
     unknown = evaluate_claims(grid.units, grid.cells.assign(paraphrase_k=np.nan), n_boot=50, n_perm=50)
     assert (unknown.verdict == CANNOT_TELL).all() and unknown.note.str.contains("--remedies").all()
 

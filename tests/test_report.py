@@ -59,6 +59,7 @@ def test_outputs_exist_and_claims_json_is_dvc_metrics(built):
     ids = {"C1", "C2", "C3", "F1", "F2"}
     assert set(claims) == ids | {f"{c}@first_token" for c in ids}   # the synthetic rows have no generations
     assert claims["F2"]["verdict"] == "not in this grid" and claims["F2"]["effect"] is None
+    assert claims["F2"]["min_detectable_diff"] is None and claims["C1"]["min_detectable_diff"] > 0
     assert claims["C1"]["verdict"] in ("supports", "contradicts", "cannot tell at this n")
 
 

@@ -20,7 +20,9 @@ baseline remedy is paraphrase_k 0, freeze "none", method "full".
 
 Each claim has one pooled row (scope "all": strata are model/editor/task/relation) and
 one row per (model, editor, task); ``primary`` marks the row giving the verdict. The tests
-and verdicts are those of ``comparison``.
+and verdicts are those of ``comparison``. ``min_detectable_diff`` (every row): the smallest
+true effect this row's n would detect with 80% power at alpha 0.05, two-sided, from the
+row's own 95% CI (``power.mdd_from_ci``); NaN where there is no CI.
 
 Protocols (column ``protocol``; ``protocols``): every claim is evaluated under each
 symmetric protocol the units carry (probability always; first_token and
@@ -44,11 +46,12 @@ from .comparison import CANNOT_TELL, MARGIN, N_PERM, NOT_IN_GRID, Comparison, co
 from .freezing import TRAINS_NON_EDITED_ONLY
 from .health_table import UNHEALTHY
 from .phases import FINAL_PHASE
+from .power import mdd_from_ci
 from .protocols import (ASYMMETRIC, PROBABILITY, PROTOCOLS, REFERENCE_PAIRING, metric_name, protocol_for,
                         split_metric)
 
 CLAIM_COLUMNS = ["claim", "source", "statement", "protocol", "scope", "contrast", "primary", "test", "effect", "ci_low",
-                 "ci_high", "p", "n_a", "n_b", "verdict", "note"]
+                 "ci_high", "p", "n_a", "n_b", "min_detectable_diff", "verdict", "note"]
 RETENTION = "retention_rewrite"
 
 
@@ -92,9 +95,10 @@ def _row(claim, scope, contrast, primary, c: Comparison | None, verdict_: str, n
             "primary": primary, "verdict": verdict_}
     if c is None:
         return dict(base, test="", effect=math.nan, ci_low=math.nan, ci_high=math.nan, p=math.nan, n_a=0, n_b=0,
-                    note=note)
+                    min_detectable_diff=math.nan, note=note)
     return dict(base, test=c.test, effect=c.effect, ci_low=c.ci_low, ci_high=c.ci_high, p=c.p, n_a=c.n_a,
-                n_b=c.n_b, note="; ".join(x for x in (c.note, note) if x))
+                n_b=c.n_b, min_detectable_diff=mdd_from_ci(c.ci_low, c.ci_high),
+                note="; ".join(x for x in (c.note, note) if x))
 
 
 def _scopes(table: pd.DataFrame) -> list[tuple]:

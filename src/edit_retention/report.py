@@ -20,6 +20,7 @@ import pandas as pd
 
 from .bootstrap import N_BOOT
 from .comparison import MARGIN, N_PERM
+from .power import ALPHA, POWER
 from .report_claims import claims_section, protocol_section
 from .report_provenance import grid_section, versions_section
 from .report_results import elasticity_section, headline_section, health_section, problems_section
@@ -60,6 +61,12 @@ def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dic
         f"which share facts); CI = {N_BOOT}-replicate two-way bootstrap over facts (within relation) "
         f"and seeds, united with Newcombe's score interval so that all-equal outcomes do not give a "
         f"zero-width interval. See `src/edit_retention/comparison.py`.",
+        "",
+        f"Smallest detectable difference (MDD), given with every *cannot tell*: the true effect this n "
+        f"would detect with {POWER:.0%} power at α = {ALPHA} (two-sided), (z_0.975 + z_0.8) × SE with SE "
+        f"the claim's own 95% CI width / (2 × 1.96), so it carries the stratification, the facts × seeds "
+        f"clustering and the score-interval union (claims.csv `min_detectable_diff`; "
+        f"`src/edit_retention/power.py`). It shrinks as 1/√n: halving it takes four times the facts.",
         "",
         "## Edit health (after the edit, before fine-tuning)",
         "",

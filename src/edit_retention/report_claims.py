@@ -1,5 +1,7 @@
 """results.md's claims sections: each claim's primary verdict with its effect, CI and test,
-the verdicts per scope and contrast, and every claim under each success protocol.
+the verdicts per scope and contrast, and every claim under each success protocol. Each
+"cannot tell" carries its smallest detectable difference (claims.csv's
+``min_detectable_diff``, ``power``): what a bigger run would have to resolve.
 
 Usage::
 
@@ -8,10 +10,12 @@ Usage::
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from .claims import CLAIMS, MIXED
-from .comparison import NOT_IN_GRID
+from .comparison import CANNOT_TELL, NOT_IN_GRID
 from .protocols import ASYMMETRIC, PROBABILITY, PROTOCOLS, REFERENCE_PAIRING
 from .report_format import fmt, fmt_p, md_table
 
@@ -23,6 +27,19 @@ def _under(claims: pd.DataFrame, protocol: str = PROBABILITY) -> pd.DataFrame:
 
 def _is_primary(claims: pd.DataFrame) -> pd.Series:
     return claims["primary"].astype(str).str.lower() == "true"
+
+
+def mdd_note(r, long: bool = False) -> str:
+    """For a "cannot tell", the smallest difference this n could have detected (80% power,
+    alpha 0.05 two-sided; spelt out when ``long``, "MDD" otherwise; n/a where there is no
+    CI to derive it from); "" for other verdicts and for claims tables written before it."""
+    if r["verdict"] != CANNOT_TELL or "min_detectable_diff" not in r:
+        return ""
+    try:
+        m = float(r["min_detectable_diff"])
+    except (TypeError, ValueError):
+        m = math.nan
+    return f" (smallest detectable difference {fmt(m)})" if long else f" (MDD {fmt(m)})"
 
 
 def claims_section(claims: pd.DataFrame) -> str:
@@ -38,12 +55,13 @@ def claims_section(claims: pd.DataFrame) -> str:
         eff = "" if pd.isna(r["effect"]) else f"{fmt(r['effect'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
         n = "" if r["verdict"] == NOT_IN_GRID else f"{int(r['n_a'])}" + (f" / {int(r['n_b'])}" if int(r["n_b"]) else "")
         note = "; ".join(str(x) for x in (r["test"], r["note"]) if isinstance(x, str) and x)
-        rows.append([cid, source, statement, f"**{r['verdict']}**", r["contrast"], eff, fmt_p(r["p"]), n, note])
+        rows.append([cid, source, statement, f"**{r['verdict']}**{mdd_note(r, long=True)}", r["contrast"], eff,
+                     fmt_p(r["p"]), n, note])
     text = md_table(["", "source", "claim", "verdict", "contrast", "effect [95% CI]", "p", "n (a / b)", "test / note"],
                     rows)
     detail = claims[~_is_primary(claims)]
     if len(detail):
-        drows = [[r["claim"], r["scope"], r["contrast"], r["verdict"],
+        drows = [[r["claim"], r["scope"], r["contrast"], f"{r['verdict']}{mdd_note(r)}",
                   f"{fmt(r['effect'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", fmt_p(r["p"]),
                   f"{int(r['n_a'])} / {int(r['n_b'])}", r["note"]] for _, r in detail.iterrows()]
         text += "\n\nPer scope (model/editor/task) and per contrast:\n\n" + md_table(
@@ -72,7 +90,7 @@ def protocol_section(claims: pd.DataFrame) -> str:
                 continue
             r = hit.iloc[0]
             eff = "" if pd.isna(r["effect"]) else f" {fmt(r['effect'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
-            row.append(f"{r['verdict']}{eff}")
+            row.append(f"{r['verdict']}{eff}{mdd_note(r)}")
         rows.append(row)
     pairing = ", ".join(f"{k} by {v}" for k, v in REFERENCE_PAIRING.items())
     return (md_table(["claim", "scope", "contrast"] + have, rows)

@@ -22,8 +22,9 @@ def run(a) -> None:
         claims.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
     primary = claims[claims["primary"]]
     # Keys: the claim id under the probability protocol (as before), "<id>@<protocol>" otherwise.
+    numbers = ("effect", "ci_low", "ci_high", "p", "min_detectable_diff")
     write_json(a.out_claims_json, {tagged(r["claim"], r["protocol"]): {"verdict": r["verdict"], **{
-        k: (None if r[k] != r[k] else float(r[k])) for k in ("effect", "ci_low", "ci_high", "p")},
+        k: (None if r[k] != r[k] else float(r[k])) for k in numbers},
         "n_a": int(r["n_a"]), "n_b": int(r["n_b"])} for _, r in primary.iterrows()})
     curves = elasticity(units, cells, n_boot=a.n_boot_fit, seed=a.seed)
     write_json(a.out_elasticity, {"curves": curves})
