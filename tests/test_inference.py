@@ -175,3 +175,37 @@ def test_elasticity_fits_k_and_steps_and_says_too_few(grid):
     assert {c["knowledge"] for c in steps} == {"edited", "intrinsic"} and len(steps) == 10
     sizes = [c for c in curves if c["kind"] == "n_edits"]
     assert sizes and all(c["status"].startswith("too few points") for c in sizes)
+
+
+def test_paired_newcombe_uses_the_pairing():
+    """Remedy comparisons pair the same facts: with correlated outcomes the paired interval
+    (phi > 0) is narrower than the independent-samples one, still covers the truth ~95% of
+    the time, and phi = 0 is the unpaired interval."""
+    from edit_retention.comparison import pair_phi
+    assert newcombe_ci(40, 50, 45, 50, phi=0.0) == newcombe_ci(40, 50, 45, 50)
+    x = np.array([1] * 35 + [0] * 5 + [1] * 2 + [0] * 8)      # condition a
+    y = np.array([1] * 35 + [1] * 5 + [0] * 2 + [0] * 8)      # condition b: 5 gained, 2 lost
+    phi = pair_phi(x, y)
+    assert 0 < phi < 1
+    paired, unpaired = newcombe_ci(x.sum(), 50, y.sum(), 50, phi), newcombe_ci(x.sum(), 50, y.sum(), 50)
+    assert unpaired[0] < paired[0] < 0.06 < paired[1] < unpaired[1]
+    rng = np.random.default_rng(0)                       # coverage on correlated pairs, true diff 0.1
+    hits, n = 0, 50
+    for _ in range(400):
+        base = rng.random(n) < 0.7
+        flip_up, flip_down = rng.random(n) < 0.2, rng.random(n) < 0.05
+        a = base.astype(int)
+        b = np.where(base, ~flip_down, flip_up).astype(int)
+        truth = 0.3 * 0.2 - 0.7 * 0.05
+        lo, hi = newcombe_ci(a.sum(), n, b.sum(), n, pair_phi(a, b))
+        hits += lo <= truth <= hi
+    assert 0.92 <= hits / 400 <= 0.99
+
+
+def test_compare_paired_interval_is_narrower_than_unpaired_on_matched_binary_units():
+    before = _units({f"f{j}": [j % 10 < 6] for j in range(60)})
+    after = _units({f"f{j}": [j % 10 < 7] for j in range(60)})     # the same facts, one in ten gained
+    paired = compare(before, after, paired=True, n_boot=400, n_perm=200)
+    unpaired = compare(before, after.assign(fact="u" + after["fact"]), paired=False, n_boot=400, n_perm=200)
+    assert paired.effect == pytest.approx(unpaired.effect)
+    assert paired.ci_high - paired.ci_low < unpaired.ci_high - unpaired.ci_low

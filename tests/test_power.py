@@ -98,7 +98,8 @@ def test_the_pipelines_verdict_at_its_own_mdd():
     """Unpaired (edited vs intrinsic): the CI-implied MDD matches the formula, and the verdict
     (CI above 0 and permutation p < 0.05) detects a true difference of that size about 77% of
     the time (the discrete permutation test costs a little power). Paired (remedy vs remedy):
-    the verdict's CI ignores the pairing (Newcombe's union), so its MDD is conservative."""
+    the verdict's CI uses the pairing (Newcombe's paired interval in the union), so its MDD
+    is the paired formula's, and a true difference above it is found almost always."""
     rng = np.random.default_rng(7)
     n, draws = 100, 200
     d = mdd_unpaired(n, n, 0.5)
@@ -121,9 +122,9 @@ def test_the_pipelines_verdict_at_its_own_mdd():
         hits += verdict(c) == "supports"
         mdds.append(mdd_from_ci(c.ci_low, c.ci_high))
         paired_mdds.append(mdd_paired(after - before))
-    assert np.mean(mdds) == pytest.approx(q_gain - q_lost, abs=0.02)    # the true difference is at the MDD
-    assert hits / 100 >= 0.8                                            # ... and found more often than 80%
-    assert np.mean(paired_mdds) < 0.8 * np.mean(mdds)                   # the pairing the CI does not use
+    assert np.mean(mdds) == pytest.approx(np.mean(paired_mdds), rel=0.1)   # the CI's MDD is the paired one (0.12)
+    assert np.mean(mdds) < 0.8 * (q_gain - q_lost)                         # well below the true difference 0.18
+    assert hits / 100 >= 0.9                                               # ... which is then found
 
 
 def _claims():

@@ -20,7 +20,9 @@ forgotten, so an unstratified difference would mix relation effects into the com
   with probability 1/2, again keeping seeds together.
 * The 95% CI of the effect is the union of the two-way bootstrap interval (facts
   resampled within each relation stratum, jointly for both groups when they share facts,
-  and seeds) and Newcombe's hybrid score interval on the pooled counts. The bootstrap
+  and seeds) and Newcombe's hybrid score interval on the pooled counts (for paired 0/1
+  outcomes matched on fact and seed, his paired version with the outcomes' phi
+  correlation, which a remedy comparison needs to gain from its pairing). The bootstrap
   accounts for clustering by fact and seed but collapses to a point when every outcome is
   equal (41/41 retained gives [0, 0]); Newcombe's interval does not collapse. Using the
   union never claims more certainty than either.
@@ -47,15 +49,43 @@ NOT_IN_GRID = "not in this grid"
 CANNOT_TELL = "cannot tell at this n"
 
 
-def newcombe_ci(k1: float, n1: float, k2: float, n2: float) -> tuple[float, float]:
-    """Newcombe's hybrid score interval for p2 - p1 (from two Wilson intervals)."""
+def newcombe_ci(k1: float, n1: float, k2: float, n2: float, phi: float = 0.0) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for p2 - p1 (from two Wilson intervals).
+
+    ``phi``: the correlation of the paired 0/1 outcomes (``pair_phi``; Newcombe 1998's
+    method 10 for paired proportions); 0 gives the interval for independent samples."""
     if n1 <= 0 or n2 <= 0:
         return math.nan, math.nan
     l1, u1 = M.wilson_ci(min(max(k1, 0), n1), int(round(n1)) if n1 >= 1 else 1)
     l2, u2 = M.wilson_ci(min(max(k2, 0), n2), int(round(n2)) if n2 >= 1 else 1)
     p1, p2 = k1 / n1, k2 / n2
     d = p2 - p1
-    return (d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2))
+    lo2 = (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2
+    hi2 = (u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2
+    return d - math.sqrt(max(lo2, 0.0)), d + math.sqrt(max(hi2, 0.0))
+
+
+def pair_phi(x: np.ndarray, y: np.ndarray) -> float:
+    """The phi coefficient of paired 0/1 outcomes ``x``, ``y`` (0 when a margin is empty)."""
+    a = float(np.sum((x == 1) & (y == 1)))
+    b = float(np.sum((x == 1) & (y == 0)))
+    c = float(np.sum((x == 0) & (y == 1)))
+    d = float(np.sum((x == 0) & (y == 0)))
+    den = math.sqrt((a + b) * (c + d) * (a + c) * (b + d))
+    return (a * d - b * c) / den if den > 0 else 0.0
+
+
+def _paired_binary_phi(both: pd.DataFrame) -> float:
+    """phi of the two groups' outcomes matched on (fact, stratum, seed) when every unit is
+    one 0/1 outcome and every unit has its partner; otherwise 0 (the unpaired interval)."""
+    if not ((both["den"] == 1).all() and both["num"].isin([0, 1]).all()):
+        return 0.0
+    key = ["fact", "stratum", "seed"]
+    a = both[both["g"] == 0].set_index(key)["num"]
+    b = both[both["g"] == 1].set_index(key)["num"]
+    if a.index.has_duplicates or b.index.has_duplicates or len(a) != len(b) or not a.index.isin(b.index).all():
+        return 0.0
+    return pair_phi(a.to_numpy(), b.reindex(a.index).to_numpy())
 
 
 @dataclass
@@ -140,7 +170,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, paired: bool, n_boot: int = N_BOOT
     ka, kb = float(NUM[0].sum()), float(NUM[1].sum())
     da, db = float(DEN[0].sum()), float(DEN[1].sum())
     if 0 <= ka <= da and 0 <= kb <= db:
-        n_lo, n_hi = newcombe_ci(ka, da, kb, db)
+        n_lo, n_hi = newcombe_ci(ka, da, kb, db, _paired_binary_phi(both) if paired else 0.0)
         lo, hi = min(b_lo, n_lo), max(b_hi, n_hi)
     else:
         lo, hi = b_lo, b_hi

@@ -59,8 +59,8 @@ def results_markdown(cells: pd.DataFrame, claims: pd.DataFrame, curves: list[dic
         f"Tests: relation-stratified (CMH-weighted) differences; p from {N_PERM} permutations "
         f"(labels of whole facts shuffled within relation; sign flips per fact for remedy contrasts, "
         f"which share facts); CI = {N_BOOT}-replicate two-way bootstrap over facts (within relation) "
-        f"and seeds, united with Newcombe's score interval so that all-equal outcomes do not give a "
-        f"zero-width interval. See `src/edit_retention/comparison.py`.",
+        f"and seeds, united with Newcombe's score interval (its paired version for remedy contrasts of "
+        f"0/1 outcomes) so that all-equal outcomes do not give a zero-width interval. See `src/edit_retention/comparison.py`.",
         "",
         f"Smallest detectable difference (MDD), given with every *cannot tell*: the true effect this n "
         f"would detect with {POWER:.0%} power at α = {ALPHA} (two-sided), (z_0.975 + z_0.8) × SE with SE "
