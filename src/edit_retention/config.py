@@ -123,7 +123,8 @@ def _check_sources(config: dict, where: str, layers) -> None:
     models in use (a model left in params.yaml need not be installed), and fact and corpus
     paths under the data root."""
     para = config["paraphrase"]
-    used = set(config["grid"]["models"]) | ({para["lm"]["model"]} if para.get("generator") == "lm" else set())
+    lm_model = (para.get("lm") or {}).get("model") if para.get("generator") == "lm" else None
+    used = set(config["grid"]["models"]) | ({lm_model} if lm_model else set())   # a missing one: check_paraphrase_config
     for name, m in config["models"].items():
         _check_source_at(lambda source, at: check_model_source(source, at, files=name in used), m["source"],
                          where, layers, "models", name, "source")
