@@ -13,7 +13,8 @@ Usage (after `snakemake --cores all data/select/... data/stats/...` built the in
         --runs rome:batch rome:single rome:sequential:8 memit:batch alphaedit:batch ft_l:batch \
         --n 48 --json /tmp/health48.json --show 10
 
-A run is EDITOR:REGIME[:BATCH_SIZE][:key=value,...] (hparam overrides, e.g. rome:batch::update=sequential).
+A run is EDITOR:REGIME[:BATCH_SIZE][:key=value,...] (hparam overrides, e.g. rome:batch::update=sequential;
+memit:groups:6 edits groups of 6 facts, one fresh model each, dealt round-robin over relations).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 from edit_retention.editors import get_editor, make_hparams
 from edit_retention.editors.base import deltas_applied
 from edit_retention.editors.passes import count_passes
-from edit_retention.editors.regimes import run_regime, single_deltas
+from edit_retention.editors.regimes import edit_groups, is_single, run_regime, single_deltas
 from edit_retention.editors.verify import verify_cases
 from edit_retention.health import gate
 from edit_retention.health_measure import greedy_next, measure_health
@@ -50,7 +51,7 @@ def parse_run(text: str) -> tuple[str, str, int, dict]:
 
 
 def requests(records: list[dict]) -> list[dict]:
-    return [dict(r, aug_prompts=[]) for r in records]
+    return [dict(r, aug_prompts=[]) for r in records]   # keeps relation: groups spread over it
 
 
 def show_changes(model, tok, deltas: dict, control: list[dict], limit: int) -> None:
@@ -100,8 +101,10 @@ def main() -> None:
         with count_passes(model) as passes:
             res = run_regime(get_editor(editor), model, tok, requests(edited), hp, stats, regime, size)
         secs = time.perf_counter() - t0
-        per_case = single_deltas(res) if regime == "single" else None
-        h = measure_health(model, tok, None if per_case else res.deltas, edited, control, texts, per_case=per_case)
+        per_model = is_single(res)
+        per_case = single_deltas(res) if per_model else None
+        h = measure_health(model, tok, None if per_model else res.deltas, edited, control, texts,
+                           groups=edit_groups(res) if per_model else None)
         # probability-test ES on the main prompts: the edit log's own scored success
         verify_cases(model, tok, requests(edited), res, per_case)
         es_prob = res.log["n_converged"] / len(edited)

@@ -34,6 +34,7 @@ def test_default_and_smoke_configs_are_valid(cfg):
     (lambda c: c["tasks"]["text"]["params"].update(lr="x"), "tasks.text.params"),
     (lambda c: c["facts"]["builtin"]["source"].update(type="wikidata"), "facts.builtin.source.type"),
     (lambda c: c["edit"].update(regime="parallel"), "edit.regime: 'parallel' is not one of"),
+    (lambda c: c["edit"].update(regime="groups", batch_size=0), "edit.batch_size must be >= 1 with regime groups"),
     (lambda c: c["models"]["smollm2-135m"].update(hparams="gpt5"),
      "editors.rome \\(model smollm2-135m\\): .*no hyperparameter file for editor 'rome' and set 'gpt5'"),
     (lambda c: c["editors"]["rome"].update(layer="5"), "editors.rome .*key 'layer' must be int"),

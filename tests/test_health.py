@@ -87,12 +87,12 @@ def test_single_regime_pools_per_fact_models(tiny_model):
     edited, control = _records(2), _records(4)[2:]
     name = next(n for n, _ in model.named_parameters() if n.endswith("mlp.down_proj.weight"))
     w = dict(model.named_parameters())[name]
-    per_case = [(edited[0]["case_id"], {name: torch.zeros_like(w)}), (edited[1]["case_id"], {name: 0.5 * w.detach()})]
-    h = measure_health(model, tok, None, edited, control, TEXTS, per_case=per_case)
+    groups = [([edited[0]["case_id"]], {name: torch.zeros_like(w)}), ([edited[1]["case_id"]], {name: 0.5 * w.detach()})]
+    h = measure_health(model, tok, None, edited, control, TEXTS, groups=groups)
     assert h["delta_rel_norm"] == pytest.approx(0.5, rel=1e-6)
     assert h["n_control_agreement"] == len(control) and h["n_first_token_es"] == 2
-    with pytest.raises(InputError):
-        measure_health(model, tok, None, edited, control, TEXTS, per_case=per_case[::-1])
+    with pytest.raises(InputError, match="do not match the edited facts"):
+        measure_health(model, tok, None, edited, control, TEXTS, groups=groups[:1])
 
 
 # ------------------------------------------------------------------ results: rows, table, gate

@@ -1,5 +1,5 @@
-"""Editing regimes (batch, sequential, single), versioned hparam sets, and the single
-regime downstream (per-fact evaluation and per-fact fine-tuning)."""
+"""Editing regimes (batch, sequential, single, groups), versioned hparam sets, and the
+single/groups regimes downstream (per-model evaluation, fine-tuning and health)."""
 from __future__ import annotations
 
 import pytest
@@ -8,10 +8,11 @@ import torch
 from conftest import make_record
 from edit_retention.editors import (EditResult, deltas_applied, get_editor, hparams_sets, load_edit,
                                     make_hparams, save_edit)
-from edit_retention.editors.regimes import run_regime, single_deltas
+from edit_retention.editors.regimes import edit_groups, run_regime, single_deltas, spread_relations
 from edit_retention.finetune import FinetuneArgs
 from edit_retention.io import InputError
-from edit_retention.single import evaluate_single, pair_controls
+from edit_retention.health_measure import measure_health
+from edit_retention.single import evaluate_single, group_facts, pair_controls
 from edit_retention.stages.finetune import finetune_single
 from test_editors import ROME_HP, assert_same, p_new, reqs, sharpen, snapshot, stats, texts  # noqa: F401
 
@@ -63,7 +64,7 @@ def test_single_each_from_base_and_round_trip(tiny_model, tmp_path):
     per_case = single_deltas(load_edit(tmp_path / "e"))
     assert [cid for cid, _ in per_case] == ["c0", "c1"]
     assert float(per_case[1][1][name][0, 0]) == 2.0
-    with pytest.raises(InputError, match="not made in the 'single' regime"):
+    with pytest.raises(InputError, match="not made in the 'single' or 'groups' regime"):
         single_deltas(run_regime(Recorder(name), model, tok, reqs(1), None, None, "batch"))
     with pytest.raises(InputError, match="regime 'parallel' is unknown"):
         run_regime(ed, model, tok, reqs(1), None, None, "parallel")
@@ -100,7 +101,7 @@ def test_pairing_and_single_evaluation(tiny_model):
     hp = make_hparams("ft_l", {"layers": [1], "lr": 1e-2, "norm_constraint": 5e-2, "steps": 10})
     res = run_regime(get_editor("ft_l"), model, tok, reqs(2), hp, None, "single")
     per_case = single_deltas(res)
-    rows = evaluate_single(model, tok, edited, control, para, per_case, batch_size=4, generation_tokens=3)
+    rows = evaluate_single(model, tok, edited, control, para, edit_groups(res), batch_size=4, generation_tokens=3)
     assert all(isinstance(r.get("generation"), str) == (r["kind"] != "neighborhood") for r in rows)
     rewrite = {r["case_id"]: r for r in rows if r["kind"] == "rewrite"}
     assert set(rewrite) == {"c0", "c1", "c2", "c3", "c4"}
@@ -108,7 +109,7 @@ def test_pairing_and_single_evaluation(tiny_model):
         with deltas_applied(model, deltas):
             assert rewrite[cid]["p_target"] == pytest.approx(float(p_new(model, tok, reqs(2)[i:i + 1])[0]), rel=1e-4)
     with pytest.raises(InputError, match="do not match the edited facts"):
-        evaluate_single(model, tok, edited[::-1], control, para, per_case)
+        evaluate_single(model, tok, edited[:1], control, para, edit_groups(res))
 
 
 def test_single_finetune_runs_per_fact_and_restores(tiny_model):
@@ -122,7 +123,7 @@ def test_single_finetune_runs_per_fact_and_restores(tiny_model):
     args = FinetuneArgs(steps=2, lr=1e-3, batch_size=2, seq_len=16, warmup_steps=1, eval_blocks=2,
                         checkpoint_every=1)
     ckpt: dict = {}
-    rows, logs = finetune_single(model, tok, edited, control, para, single_deltas(res),
+    rows, logs = finetune_single(model, tok, edited, control, para, edit_groups(res),
                                  texts(20), texts(8, seed=1), args, seed=0, frozen_layers=[1],
                                  checkpoint_rows=ckpt, generation_tokens=3)
     for got in [rows] + list(ckpt.values()):          # every phase carries the continuations
@@ -130,4 +131,70 @@ def test_single_finetune_runs_per_fact_and_restores(tiny_model):
     assert sorted(ckpt) == [1]
     assert [g["case_id"] for g in logs] == ["c0", "c1"] and all(g["frozen_layers"] == [1] for g in logs)
     assert {r["case_id"] for r in rows} == {"c0", "c1", "c2"}
+    assert_same(model, snap)
+
+
+def rel_reqs(rels):
+    """Requests c0, c1, ... with the given relations (the groups regime deals over them)."""
+    names = ["Freedonia", "Sylvania", "Ruritania", "Latveria", "Genovia", "Florin"]
+    return [dict(reqs(1)[0], case_id=f"c{i}", subject=names[i], relation=r) for i, r in enumerate(rels)]
+
+
+def test_spread_relations_deals_round_robin():
+    r = rel_reqs(["A", "A", "A", "B", "B", "C"])
+    assert [x["case_id"] for x in spread_relations(r)] == ["c0", "c3", "c5", "c1", "c4", "c2"]
+    plain = [{k: v for k, v in x.items() if k != "relation"} for x in r]
+    assert spread_relations(plain) == plain                  # no relations: order kept
+
+
+def test_groups_each_from_base_spread_over_relations_and_round_trip(tiny_model, tmp_path):
+    model, tok = tiny_model
+    name = "model.layers.1.mlp.down_proj.weight"
+    w0 = dict(model.named_parameters())[name].detach().clone()
+    snap = snapshot(model)
+    ed = Recorder(name)
+    res = run_regime(ed, model, tok, rel_reqs(["A", "A", "B", "B", "C"]), None, None, "groups", 2)
+    # dealt A, B, C, A, B -> groups of two facts of different relations, each edited from the base model
+    assert [c["ids"] for c in ed.calls] == [["c0", "c2"], ["c4", "c1"], ["c3"]]
+    assert all(torch.equal(c["w"], w0) and c["state"] is None for c in ed.calls)
+    assert res.log["regime"] == "groups" and res.log["batch_size"] == 2 and res.log["n_batches"] == 3
+    save_edit(res, tmp_path / "e")
+    groups = edit_groups(load_edit(tmp_path / "e"))
+    assert [ids for ids, _ in groups] == [["c0", "c2"], ["c4", "c1"], ["c3"]]
+    assert [float(d[name][0, 0]) for _, d in groups] == [1.0, 2.0, 3.0]
+    per_case = dict(single_deltas(load_edit(tmp_path / "e")))     # a group's facts share its delta
+    assert float(per_case["c1"][name][0, 0]) == float(per_case["c4"][name][0, 0]) == 2.0
+    assert_same(model, snap)
+    with pytest.raises(InputError, match="needs batch_size >= 1"):
+        run_regime(ed, model, tok, rel_reqs(["A"]), None, None, "groups", 0)
+
+
+def test_groups_downstream_one_model_per_group(tiny_model):
+    """Evaluation, fine-tuning and health see one model per group: its facts and their paired controls."""
+    model, tok = tiny_model
+    snap = snapshot(model)
+    edited = [make_record(0, "Freedonia", "Paris", "Rome"), make_record(1, "Sylvania", "Lyon", "Berlin"),
+              make_record(2, "Ruritania", "Graz", "Oslo")]
+    control = [make_record(i, s, "Oslo", "Graz") for i, s in ((3, "Latveria"), (4, "Genovia"), (5, "Florin"))]
+    para = {r["case_id"]: {"augment": [], "evaluate": ["{}'s capital city is"]} for r in edited + control}
+    hp = make_hparams("ft_l", {"layers": [1], "lr": 1e-2, "norm_constraint": 5e-2, "steps": 5})
+    res = run_regime(get_editor("ft_l"), model, tok, reqs(3), hp, None, "groups", 2)
+    groups = edit_groups(res)
+    assert [ids for ids, _ in groups] == [["c0", "c1"], ["c2"]]
+    per_model = group_facts(edited, control, groups)
+    assert [([r["case_id"] for r in recs], [c["case_id"] for c in ctrl]) for recs, ctrl, _ in per_model] == \
+        [(["c0", "c1"], ["c3", "c4"]), (["c2"], ["c5"])]
+    rows = evaluate_single(model, tok, edited, control, para, groups, batch_size=4)
+    rewrite = {r["case_id"]: r for r in rows if r["kind"] == "rewrite"}
+    assert set(rewrite) == {f"c{i}" for i in range(6)}
+    with deltas_applied(model, groups[0][1]):     # c1 is scored under its group's delta (shared with c0)
+        assert rewrite["c1"]["p_target"] == pytest.approx(float(p_new(model, tok, reqs(2)[1:2])[0]), rel=1e-4)
+    args = FinetuneArgs(steps=2, lr=1e-3, batch_size=2, seq_len=16, warmup_steps=1, eval_blocks=2)
+    rows, logs = finetune_single(model, tok, edited, control, para, groups, texts(20), texts(8, seed=1), args,
+                                 seed=0, frozen_layers=[])
+    assert [g.get("case_ids", [g.get("case_id")]) for g in logs] == [["c0", "c1"], ["c2"]]   # one run per group
+    assert {r["case_id"] for r in rows} == {f"c{i}" for i in range(6)}
+    h = measure_health(model, tok, None, edited, control, texts(4), groups=groups, batch_size=4)
+    assert h["n_control_agreement"] == 3 and h["n_first_token_es"] == 3
+    assert set(h["per_fact"]["control_agreement"]) == {"c3", "c4", "c5"}
     assert_same(model, snap)

@@ -145,10 +145,12 @@ def _model_stages(add, sub) -> None:
     s.add_argument("--paraphrases", required=True)
     s.add_argument("--k", type=int, default=0, help="augmentation paraphrases per edit")
     s.add_argument("--stats", nargs="*", default=[])
-    s.add_argument("--regime", choices=["batch", "sequential", "single"], default="batch",
+    s.add_argument("--regime", choices=["batch", "sequential", "single", "groups"], default="batch",
                    help="batch: all facts at once; sequential: --batch-size facts at a time, one after "
-                        "another; single: each fact alone from the unedited model")
-    s.add_argument("--batch-size", type=int, default=0, help="facts per call in the sequential regime (0 = all)")
+                        "another; single: each fact alone from the unedited model; groups: --batch-size "
+                        "facts per fresh copy of the unedited model, dealt round-robin over relations")
+    s.add_argument("--batch-size", type=int, default=0,
+                   help="facts per call in the sequential regime (0 = all); facts per model in the groups regime")
     s.add_argument("--out", required=True)
     s = sub.choices["finetune"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
@@ -167,11 +169,11 @@ def _model_stages(add, sub) -> None:
     required(s, "--out-model", "--out-metrics")
     s.add_argument("--out-log", required=True, help="full training log (JSON)")
     s.add_argument("--out-steps", help="folder for checkpoint scores step-<N>.jsonl (+ index.json)")
-    s.add_argument("--edited", help="edited facts (needed for an edit in the single regime)")
-    s.add_argument("--control", help="control facts (single regime)")
-    s.add_argument("--paraphrases", help="paraphrase splits (single regime)")
+    s.add_argument("--edited", help="edited facts (needed for an edit in the single/groups regime)")
+    s.add_argument("--control", help="control facts (single/groups regime)")
+    s.add_argument("--paraphrases", help="paraphrase splits (single/groups regime)")
     s.add_argument("--batch-size", type=batch_size_arg, default=32,
-                   help="scoring batch size (single regime, checkpoints), or auto")
+                   help="scoring batch size (single/groups regime, checkpoints), or auto")
     s = sub.choices["evaluate"]
     s.add_argument("--edit", help="edit folder whose deltas are applied first")
     required(s, "--edited", "--control", "--paraphrases", "--out")

@@ -169,6 +169,9 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA,
     _known(where, "grid.tasks", g["tasks"], config["tasks"], "task")
     _known(where, "grid.remedies", g["remedies"], config["remedies"], "remedy")
     _check_sources(config, where, layers)
+    if config["edit"]["regime"] == "groups" and config["edit"].get("batch_size", 0) < 1:
+        raise InputError(f"{key_where(where, layers, 'edit', 'batch_size')}: edit.batch_size must be >= 1 with "
+                         f"regime groups (facts per fresh model), got {config['edit'].get('batch_size', 0)}")
     for model in g["models"]:
         hset = config["models"][model].get("hparams")
         for name in g["editors"]:

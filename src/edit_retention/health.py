@@ -15,10 +15,11 @@ still passes. These measures look at what the model *says*:
                             passages), edited / base
     delta_rel_norm          largest ||delta||_F / ||W||_F over the edited parameters
 
-In the ``single`` regime each fact has its own edited model: agreement and first-token ES
-are pooled over every fact's model (each on its own fact, neighbours and paired controls,
-``single.pair_controls``); the perplexity ratio is the mean over an evenly spread sample
-of at most ``ppl_cases`` facts' models, and the norm ratio the largest over all of them.
+In the ``single`` and ``groups`` regimes each fact or group has its own edited model:
+agreement and first-token ES are pooled over every such model (each on its own facts,
+their neighbours and paired controls, ``single.group_facts``); the perplexity ratio is the
+mean over an evenly spread sample of at most ``ppl_cases`` models, and the norm ratio the
+largest over all of them.
 
 The gate (``gate``) is a pure function of these numbers and the study's thresholds, so
 changing a threshold never recomputes an edit.

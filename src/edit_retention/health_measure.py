@@ -3,7 +3,7 @@
 Usage::
 
     h = measure_health(model, tok, deltas, edited, control, texts)         # batch/sequential
-    h = measure_health(model, tok, None, edited, control, texts, per_case=single_deltas(res))
+    h = measure_health(model, tok, None, edited, control, texts, groups=edit_groups(res))  # single/groups
 
 The model is bit-identical on return (deltas are applied inside ``deltas_applied``).
 """
@@ -128,16 +128,16 @@ def _per_fact(model, tok, edited, control, base_next: dict, batch_size: int, exc
 
 
 def measure_health(model, tok, deltas: dict | None, edited: list[dict], control: list[dict],
-                   texts: list[str], per_case: list[tuple[str, dict]] | None = None,
+                   texts: list[str], groups: list[tuple[list[str], dict]] | None = None,
                    batch_size: int = 32, max_len: int = 128, ppl_cases: int = 8) -> dict:
     """Every measure of the module docstring for one edit; the model is unchanged on return.
 
-    ``deltas``: the edit (batch/sequential regimes); ``per_case``: (case_id, deltas) per
-    edited fact (single regime, ``editors.regimes.single_deltas``) -- give one of the two.
+    ``deltas``: the edit (batch/sequential regimes); ``groups``: (case_ids, deltas) per fresh
+    model (single/groups regimes, ``editors.regimes.edit_groups``) -- give one of the two.
     ``texts``: held-out unrelated text for the perplexity ratio.
     """
-    if (deltas is None) == (per_case is None):
-        raise InputError("measure_health: give either deltas or per_case")
+    if (deltas is None) == (groups is None):
+        raise InputError("measure_health: give either deltas or groups")
     subjects = {r["subject"] for r in edited}
     everything = list(dict.fromkeys(_prompts(edited, control, subjects)))
     base_next = dict(zip(everything, greedy_next(model, tok, everything, batch_size)))
@@ -145,16 +145,14 @@ def measure_health(model, tok, deltas: dict | None, edited: list[dict], control:
     per_fact: dict = {"first_token_es": {}, "neighborhood_agreement": {}, "control_agreement": {}}
     norms: dict[str, float] = {}
     ratios: list[float] = []
-    if per_case is None:
-        groups = [(edited, control, deltas, True)]
+    if groups is None:
+        models = [(edited, control, deltas, True)]
     else:
-        from .single import pair_controls   # the single regime's own control pairing
-        if [c for c, _ in per_case] != [r["case_id"] for r in edited]:
-            raise InputError("measure_health: per_case case ids do not match the edited facts")
-        step = max(1, math.ceil(len(edited) / max(ppl_cases, 1)))
-        groups = [([r], ctrl_j, d, i % step == 0)
-                  for i, (r, ctrl_j, (_, d)) in enumerate(zip(edited, pair_controls(edited, control), per_case))]
-    for recs, ctrls, d, with_ppl in groups:
+        from .single import group_facts   # the single/groups regimes' own control pairing
+        step = max(1, math.ceil(len(groups) / max(ppl_cases, 1)))
+        models = [(recs, ctrls, d, i % step == 0)
+                  for i, (recs, ctrls, d) in enumerate(group_facts(edited, control, groups))]
+    for recs, ctrls, d, with_ppl in models:
         for name, v in delta_rel_norms(model, d).items():
             norms[name] = max(norms.get(name, 0.0), v)
         with deltas_applied(model, d):

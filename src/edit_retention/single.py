@@ -1,20 +1,20 @@
-"""The ``single`` editing regime downstream of editing: a fresh model per fact.
+"""The ``single`` and ``groups`` editing regimes downstream of editing: a fresh model per
+fact (single) or per group of facts (groups).
 
-An edit made in the single regime holds one delta set per edited fact
-(``editors.regimes.single_deltas``). Each fact's model is the base model plus only its own
-delta; it is scored on its own fact and, so that intrinsic knowledge is measured under the
-same kind of model, on the control facts paired with it (control j goes with edited fact
-j mod n_edit; the control set is drawn alternating with the edit set within each relation,
-so pairs share a relation). Scores have the same rows as the batch regime's, so the summary
-treats both alike.
+Such an edit holds one delta set per fresh model (``editors.regimes.edit_groups``). Each
+model is the base model plus only its own delta; it is scored on its own facts and, so
+that intrinsic knowledge is measured under the same kind of model, on the control facts
+paired with them (control j goes with edited fact j mod n_edit; the control set is drawn
+alternating with the edit set within each relation, so pairs share a relation). Scores
+have the same rows as the batch regime's, so the summary treats all regimes alike.
 
-Fine-tuning in this regime is one run per fact (same data order and seed for each), which
-is N times the cost of batch mode (``stages.finetune.finetune_single``): the default study
-uses batch mode.
+Fine-tuning in these regimes is one run per model (same data order and seed for each),
+which is (number of models) times the cost of batch mode
+(``stages.finetune.finetune_single``).
 
 Usage::
 
-    rows = evaluate_single(model, tok, edited, control, paraphrases, per_case, batch_size, generation_tokens)
+    rows = evaluate_single(model, tok, edited, control, paraphrases, groups, batch_size, generation_tokens)
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .editors import deltas_applied
 from .evaluate import build_items, score_items
 from .io import InputError
 
-# A single-regime fine-tune's "model" folder holds its facts' scores instead of weights.
+# A single/groups-regime fine-tune's "model" folder holds its facts' scores instead of weights.
 SINGLE_SCORES = "single_scores.jsonl"
 
 
@@ -36,21 +36,32 @@ def pair_controls(edited: list[dict], control: list[dict]) -> list[list[dict]]:
     return groups
 
 
-def check_cases(edited: list[dict], per_case: list[tuple[str, dict]]) -> None:
-    got = [cid for cid, _ in per_case]
-    want = [r["case_id"] for r in edited]
+def check_cases(edited: list[dict], groups: list[tuple[list[str], dict]]) -> None:
+    got = sorted(cid for ids, _ in groups for cid in ids)
+    want = sorted(r["case_id"] for r in edited)
     if got != want:
-        raise InputError(f"single regime: the edit's cases {got[:5]}... do not match the edited facts "
+        raise InputError(f"single/groups regime: the edit's cases {got[:5]}... do not match the edited facts "
                          f"{want[:5]}... (rerun apply_edits)")
 
 
-def evaluate_single(model, tok, edited, control, paraphrases, per_case, batch_size: int = 32,
+def group_facts(edited: list[dict], control: list[dict], groups: list[tuple[list[str], dict]]):
+    """(edited facts, their paired controls, deltas) per fresh model, in the edit's order."""
+    check_cases(edited, groups)
+    index = {r["case_id"]: i for i, r in enumerate(edited)}
+    pairs = pair_controls(edited, control)
+    out = []
+    for ids, deltas in groups:
+        recs = [edited[index[c]] for c in ids]
+        out.append((recs, [c for cid in ids for c in pairs[index[cid]]], deltas))
+    return out
+
+
+def evaluate_single(model, tok, edited, control, paraphrases, groups, batch_size: int = 32,
                     generation_tokens: int = 0) -> list[dict]:
-    """Score each fact (and its paired controls) under the base model plus its own delta."""
-    check_cases(edited, per_case)
+    """Score each group's facts (and their paired controls) under the base model plus its own delta."""
     rows = []
-    for rec, ctrl, (_, deltas) in zip(edited, pair_controls(edited, control), per_case):
+    for recs, ctrl, deltas in group_facts(edited, control, groups):
         with deltas_applied(model, deltas):
-            rows += score_items(model, tok, build_items([rec], ctrl, paraphrases), batch_size, progress=False,
+            rows += score_items(model, tok, build_items(recs, ctrl, paraphrases), batch_size, progress=False,
                                 generation_tokens=generation_tokens)
     return rows

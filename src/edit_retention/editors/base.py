@@ -188,10 +188,11 @@ REQUEST_KEYS = ("case_id", "subject", "prompt", "target_new", "target_true", "au
 
 
 def request_from_record(rec: dict, aug_prompts: list[str] | None = None) -> dict:
-    """A record (records.py schema) as an edit request; ``aug_prompts`` are extra templates."""
+    """A record (records.py schema) as an edit request; ``aug_prompts`` are extra templates.
+    The record's ``relation``, where it has one, goes along (the groups regime spreads over it)."""
     return {"case_id": rec["case_id"], "subject": rec["subject"], "prompt": rec["prompt"],
             "target_new": rec["target_new"], "target_true": rec["target_true"],
-            "aug_prompts": list(aug_prompts or [])}
+            "aug_prompts": list(aug_prompts or []), **({"relation": rec["relation"]} if "relation" in rec else {})}
 
 
 def begin_edit(editor, hp, requests: list[dict]) -> tuple[float, object, list[dict]]:

@@ -1,15 +1,16 @@
 """apply_edits: model + requests (+ layer statistics) -> weight deltas and an edit log.
 
 The requests are the edit facts, each with its first k augmentation paraphrases
-(``edit_requests``); the regime (batch, sequential, single) is ``editors.regimes``'.
+(``edit_requests``); the regime (batch, sequential, single, groups) is ``editors.regimes``'.
 """
 from __future__ import annotations
 
 import logging
 
 from ..editors import edited_layers, get_editor, make_hparams, save_edit
+from ..editors.base import request_from_record
 from ..editors.passes import count_passes
-from ..editors.regimes import run_regime, single_deltas
+from ..editors.regimes import is_single, run_regime, single_deltas
 from ..editors.verify import verify_cases
 from ..io import InputError, read_jsonl
 from ..models import check_layers, load_model
@@ -29,8 +30,7 @@ def edit_requests(edit_records: list[dict], paraphrases: list[dict], k: int) -> 
             raise InputError(f"paraphrases: no row for case_id {r['case_id']!r}")
         if len(a) < k:
             raise InputError(f"paraphrases: case_id {r['case_id']!r} has {len(a)} augmentation paraphrases, k={k} asked")
-        reqs.append({"case_id": r["case_id"], "subject": r["subject"], "prompt": r["prompt"],
-                     "target_new": r["target_new"], "target_true": r["target_true"], "aug_prompts": a[:k]})
+        reqs.append(request_from_record(r, a[:k]))
     return reqs
 
 
@@ -47,7 +47,7 @@ def run(a) -> None:
     reqs = edit_requests(read_records(a.requests), read_jsonl(a.paraphrases), a.k)
     with count_passes(model) as passes:
         res = run_regime(get_editor(a.editor), model, tok, reqs, hp, stats, a.regime, a.batch_size)
-    verify_cases(model, tok, reqs, res, single_deltas(res) if res.log.get("regime") == "single" else None)
+    verify_cases(model, tok, reqs, res, single_deltas(res) if is_single(res) else None)
     if res.log["not_converged"]:
         log.warning("%d of %d edits do not succeed on their own scored prompt: %s", len(res.log["not_converged"]),
                     len(reqs), res.log["not_converged"][:10])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from ..editors import load_edit
-from ..editors.regimes import is_single, single_deltas
+from ..editors.regimes import edit_groups, is_single
 from ..health_measure import measure_health
 from ..io import read_texts, write_json
 from ..models import load_model
@@ -23,7 +23,7 @@ def run(a) -> None:
     texts = read_texts(a.texts)[: a.n_texts]
     single = is_single(edit)
     h = measure_health(model, tok, None if single else edit.deltas, edited, control, texts,
-                       per_case=single_deltas(edit) if single else None, batch_size=a.batch_size)
+                       groups=edit_groups(edit) if single else None, batch_size=a.batch_size)
     h.update(editor=edit.log.get("editor"), regime=edit.log.get("regime"), k=edit.log.get("k"),
              batch_size=edit.log.get("batch_size"), n_requests=edit.log.get("n_requests"))
     write_json(a.out, h)

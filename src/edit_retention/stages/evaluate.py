@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..editors.regimes import is_single, load_edited, single_deltas
+from ..editors.regimes import edit_groups, is_single, load_edited
 from ..evaluate import evaluate
 from ..io import read_jsonl, write_jsonl
 from ..records import read_records
@@ -19,7 +19,7 @@ def run(a) -> None:
     para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
     edited, control = read_records(a.edited), read_records(a.control)
     if is_single(edit):
-        rows = evaluate_single(model, tok, edited, control, para, single_deltas(edit), a.batch_size,
+        rows = evaluate_single(model, tok, edited, control, para, edit_groups(edit), a.batch_size,
                                a.generation_tokens)
     else:
         rows = evaluate(model, tok, edited, control, para, a.batch_size, generation_tokens=a.generation_tokens)

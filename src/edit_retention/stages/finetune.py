@@ -1,8 +1,9 @@
 """finetune: an edited model + task data (+ method, freezing) -> task metrics, training log,
 checkpoint scores and the fine-tuned weights (temporary; scored by the evaluate stage).
 
-An edit in the single regime (one delta set per fact) is fine-tuned once per fact; those
-per-fact models are scored here (``SINGLE_SCORES`` in the model folder) and not kept.
+An edit in the single or groups regime (one delta set per fact or group) is fine-tuned once
+per fact or group; those models are scored here (``SINGLE_SCORES`` in the model folder) and
+not kept.
 """
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ import torch
 from tqdm import tqdm
 
 from ..editors import apply_deltas
-from ..editors.regimes import is_single, load_edited, single_deltas
+from ..editors.regimes import edit_groups, is_single, load_edited
 from ..evaluate import build_items, score_items
 from ..finetune import FinetuneArgs, MethodSpec, finetune, task_metrics
 from ..freezing import resolve_freeze
 from ..io import InputError, atomic_dir, read_jsonl, read_texts, without_timings, write_json, write_jsonl
 from ..models import num_layers
 from ..records import read_records
-from ..single import SINGLE_SCORES, check_cases, pair_controls
+from ..single import SINGLE_SCORES, group_facts
 from ..tasks import check_examples, get_task
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,10 @@ def run(a) -> None:
 
 
 def _run_single(a, model, tok, edit, train, held, args, frozen, kw) -> None:
-    """One fine-tune per fact; the per-fact models are scored here and not kept."""
-    edited, control, para = _facts(a, "an edit in the single regime")
+    """One fine-tune per fact or group; those models are scored here and not kept."""
+    edited, control, para = _facts(a, f"an edit in the {edit.log.get('regime')} regime")
     step_rows: dict = {}
-    rows, logs = finetune_single(model, tok, edited, control, para, single_deltas(edit), train, held, args,
+    rows, logs = finetune_single(model, tok, edited, control, para, edit_groups(edit), train, held, args,
                                  a.seed, frozen, a.batch_size, checkpoint_rows=step_rows,
                                  generation_tokens=a.generation_tokens, **kw)
     with atomic_dir(a.out_model) as tmp:
@@ -83,23 +84,24 @@ def _run_single(a, model, tok, edit, train, held, args, frozen, kw) -> None:
         _write_steps(a.out_steps, step_rows)
     flat = [task_metrics(g) for g in logs]
     write_json(a.out_metrics, {k: sum(f[k] for f in flat) / len(flat) for k in flat[0]})
-    write_json(a.out_log, without_timings({"regime": "single", "runs": logs}, a.out_log))
+    write_json(a.out_log, without_timings({"regime": edit.log.get("regime"), "runs": logs}, a.out_log))
 
 
-def finetune_single(model, tok, edited, control, paraphrases, per_case, train_texts, eval_texts,
+def finetune_single(model, tok, edited, control, paraphrases, groups, train_texts, eval_texts,
                     args, seed: int, frozen_layers: list[int], batch_size: int = 32,
                     checkpoint_rows: dict | None = None, generation_tokens: int = 0, **finetune_kw):
-    """Fine-tune base + delta_i for each fact i; score fact i and its controls after each run.
+    """Fine-tune base + delta_g for each fresh model g (``groups``: (case_ids, deltas), one per
+    fact in the single regime); score g's facts and their paired controls after each run.
 
     ``train_texts``/``eval_texts`` are the task's examples (passages for causal_lm);
     ``finetune_kw`` (task, method, freeze_non_layer) go to ``finetune.finetune``. With
-    ``checkpoint_rows`` (a dict) and ``args.checkpoint_every``, fact i is also scored at
+    ``checkpoint_rows`` (a dict) and ``args.checkpoint_every``, model g's facts are also scored at
     each checkpoint of its own run: ``checkpoint_rows[step]`` collects those rows.
     ``generation_tokens`` > 0 adds greedy continuations to the rows (``evaluate.score_items``).
-    Returns (score rows, one training log per fact). The model is restored to its exact
+    Returns (score rows, one training log per model). The model is restored to its exact
     starting weights before returning.
     """
-    check_cases(edited, per_case)
+    per_model = group_facts(edited, control, groups)
 
     def score(net, items):
         return score_items(net, tok, items, batch_size, progress=False, generation_tokens=generation_tokens)
@@ -107,11 +109,10 @@ def finetune_single(model, tok, edited, control, paraphrases, per_case, train_te
     start = {n: p.detach().clone() for n, p in model.state_dict().items()}
     rows, logs = [], []
     try:
-        for rec, ctrl, (cid, deltas) in tqdm(list(zip(edited, pair_controls(edited, control), per_case)),
-                                             desc="single-regime fine-tunes"):
+        for recs, ctrl, deltas in tqdm(per_model, desc="fine-tunes, one per edited model"):
             model.load_state_dict(start)
             apply_deltas(model, deltas)
-            items = build_items([rec], ctrl, paraphrases)
+            items = build_items(recs, ctrl, paraphrases)
             on_ckpt = None
             if checkpoint_rows is not None:
                 def on_ckpt(step, net, items=items):
@@ -119,7 +120,8 @@ def finetune_single(model, tok, edited, control, paraphrases, per_case, train_te
             out = finetune(model, tok, train_texts, eval_texts, args, seed, frozen_layers, progress=False,
                            on_checkpoint=on_ckpt, **finetune_kw)
             out.pop("train_loss", None)
-            logs.append({"case_id": cid, **out})
+            ids = [r["case_id"] for r in recs]
+            logs.append({"case_id": ids[0], **out} if len(ids) == 1 else {"case_ids": ids, **out})
             rows += score(model, items)
     finally:
         with torch.no_grad():
