@@ -11,6 +11,7 @@ from edit_retention.editors import (EditResult, deltas_applied, get_editor, hpar
 from edit_retention.editors.regimes import edit_groups, run_regime, single_deltas, spread_relations
 from edit_retention.finetune import FinetuneArgs
 from edit_retention.io import InputError
+from edit_retention.editors.verify import verify_cases
 from edit_retention.health_measure import measure_health
 from edit_retention.single import evaluate_single, group_facts, pair_controls
 from edit_retention.stages.finetune import finetune_single
@@ -198,3 +199,22 @@ def test_groups_downstream_one_model_per_group(tiny_model):
     assert h["n_control_agreement"] == 3 and h["n_first_token_es"] == 3
     assert set(h["per_fact"]["control_agreement"]) == {"c3", "c4", "c5"}
     assert_same(model, snap)
+
+
+def test_groups_verify_scores_each_case_under_its_own_group(tiny_model):
+    """Groups are dealt over relations, so the edit's order is not the requests' order: the
+    edit log's convergence must still score every case under its own group's delta."""
+    model, tok = tiny_model
+    sharpen(model)
+    r = rel_reqs(["A", "A", "B"])                   # dealt A, B, A -> groups [c0, c2], [c1]
+    hp = make_hparams("ft_l", {"layers": [1], "lr": 1e-2, "norm_constraint": 5e-2, "steps": 10})
+    res = run_regime(get_editor("ft_l"), model, tok, r, hp, None, "groups", 2)
+    assert [ids for ids, _ in edit_groups(res)] == [["c0", "c2"], ["c1"]]
+    verify_cases(model, tok, r, res, single_deltas(res))
+    own = dict(single_deltas(res))
+    for i, c in enumerate(r):
+        case = next(x for x in res.log["cases"] if x["case_id"] == c["case_id"])
+        with deltas_applied(model, own[c["case_id"]]):
+            assert case["scored_p_new"] == pytest.approx(float(p_new(model, tok, r[i:i + 1])[0]), rel=1e-4)
+    with pytest.raises(InputError, match="case ids do not match"):
+        verify_cases(model, tok, r, res, single_deltas(res)[:1])

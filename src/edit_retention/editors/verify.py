@@ -17,6 +17,7 @@ and the log gains ``n_converged`` and ``not_converged`` (case ids), which the re
 from __future__ import annotations
 
 from ..evaluate import score_items
+from ..io import InputError
 from ..metrics import row_success
 from ..records import fill
 from .base import EditResult, deltas_applied
@@ -36,9 +37,11 @@ def verify_cases(model, tok, requests: list[dict], result: EditResult, per_case=
         with deltas_applied(model, result.deltas):
             rows = score_items(model, tok, items, progress=False)
     else:
-        rows = []
-        for it, (_, d) in zip(items, per_case):
-            with deltas_applied(model, d):
+        rows, own = [], dict(per_case)       # each case under its own model's deltas, matched by id
+        if sorted(own) != sorted(r["case_id"] for r in requests):
+            raise InputError("verify_cases: the per-case deltas' case ids do not match the requests")
+        for it, r in zip(items, requests):
+            with deltas_applied(model, own[r["case_id"]]):
                 rows += score_items(model, tok, [it], progress=False)
     by_id = {row["case_id"]: row for row in rows}
     cases = result.log.setdefault("cases", [])
