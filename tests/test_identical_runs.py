@@ -24,8 +24,8 @@ def _stats_and_edit(tmp_path, model_dir, run: str, monkeypatch) -> dict[str, byt
     write_jsonl("edit.jsonl", records)
     write_jsonl("paraphrases.jsonl", [{"case_id": r["case_id"], "augment": r["paraphrase_prompts"][:1]} for r in records])
     inputs = {p.name for p in d.iterdir()}
-    assert main(["stats", "--model", str(model_dir), "--corpus", "corpus.jsonl", "--layer", "1",
-                 "--n-samples", "8", "--max-len", "16", "--out", "stats/layer1.safetensors"]) == 0
+    assert main(["stats", "--model", str(model_dir), "--corpus", "corpus.jsonl", "--layers", "1",
+                 "--n-samples", "8", "--max-len", "16", "--out-dir", "stats"]) == 0
     assert main(["edit", "--model", str(model_dir), "--editor", "rome", "--hparams-set", "tiny",
                  "--hparams", json.dumps({"v_steps": 3}), "--requests", "edit.jsonl",
                  "--paraphrases", "paraphrases.jsonl", "--k", "1", "--stats", "stats/layer1.safetensors",

@@ -243,10 +243,10 @@ def test_cli_takes_auto_and_the_job_memory(tiny_model_dir, tmp_path, capsys):
     from edit_retention.stats import load_stats
     corpus = tmp_path / "corpus.jsonl"
     write_jsonl(corpus, [{"text": f"Text {i} about rivers and clocks."} for i in range(6)])
-    args = ["stats", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--layer", "1",
-            "--max-len", "16", "--out", str(tmp_path / "s.safetensors")]
+    args = ["stats", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--layers", "1",
+            "--max-len", "16", "--out-dir", str(tmp_path / "s")]
     assert main(args + ["--batch-size", "auto", "--mem-mb", "2000"]) == 0
-    stats, meta = load_stats(tmp_path / "s.safetensors")
+    stats, meta = load_stats(tmp_path / "s" / "layer1.safetensors")
     assert meta["n_samples"] == 6 and 1 in stats
     assert memory.budget_bytes("cpu") == int(2000 * 2**20 * memory.FRACTION)
     with pytest.raises(SystemExit):

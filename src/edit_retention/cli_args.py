@@ -95,7 +95,7 @@ def _data_stages(add) -> None:
 def _model_stages(add, sub) -> None:
     """The jobs that load a prepared model: shared options first, then each stage's own."""
     for name, help in (("select", "pick edit and intrinsic control facts the base model knows"),
-                       ("stats", "second-moment statistics of one layer's MLP keys"),
+                       ("stats", "second-moment statistics of layers' MLP keys, one pass for all"),
                        ("train-mend", "train MEND's hypernetwork on facts outside the study's sets"),
                        ("edit", "apply an editor; write weight deltas and a log"),
                        ("edit-health", "measure whether an edit left the model whole (health.py)"),
@@ -120,11 +120,12 @@ def _model_stages(add, sub) -> None:
     s.add_argument("--score-cache", help="scores kept across runs (JSONL; select.py), e.g. beside --out-scores")
     s = sub.choices["stats"]
     s.add_argument("--corpus", required=True, help="JSONL with a 'text' field")
-    s.add_argument("--layer", type=int, required=True)
+    s.add_argument("--layers", type=int, nargs="+", required=True,
+                   help="layers whose statistics one pass over the corpus computes")
     s.add_argument("--n-samples", type=int, default=1000)
     s.add_argument("--max-len", type=int, default=128)
     s.add_argument("--batch-size", type=batch_size_arg, default=8, help="texts per pass, or auto")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out-dir", required=True, help="folder of the files layer<N>.safetensors, one per layer")
     s = sub.choices["train-mend"]
     s.add_argument("--records", required=True, help="the fact set (JSONL)")
     s.add_argument("--exclude", nargs="*", default=[], help="record files whose case_ids are left out (edit, control)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import torch
 from safetensors import safe_open
@@ -112,6 +113,12 @@ def compute_mom2(model, tok, texts: list[str], layers: list[int], max_len: int =
     for c in stats.values():  # symmetrise away summation-order noise
         c.add_(c.T.clone()).mul_(0.5)
     return Mom2(stats, tokens=n_tokens, texts=len(texts))
+
+
+def layer_file(out_dir: str | os.PathLike, layer: int) -> Path:
+    """The file of one layer's statistics in a layer_stats output folder:
+    ``<out_dir>/layer<N>.safetensors`` (one file per layer, shared by every editor)."""
+    return Path(out_dir) / f"layer{int(layer)}.safetensors"
 
 
 def save_stats(path: str | os.PathLike, stats: dict[int, torch.Tensor], meta: dict) -> None:

@@ -43,7 +43,6 @@ wildcard_constraints:
     task="[A-Za-z0-9][A-Za-z0-9_.-]*",
     k="[0-9]+",
     seed="[0-9]+",
-    layer="[0-9]+",
 
 
 def code(family, *extra):
@@ -176,11 +175,40 @@ def editor_uses_stats(editor):
     return bool(getattr(get_editor(editor), "uses_stats", False))
 
 
+def stats_dir(model, facts):
+    """The layer_stats folder of a model and fact set (on the study corpus)."""
+    return f"data/stats/{model}/{CORPUS}/{facts}"
+
+
+def stats_layers(model):
+    """Every layer whose statistics an editor of the grid reads on ``model``: the layer_stats
+    job computes them all in one pass (one file per layer)."""
+    return sorted({l for e in G["editors"] if editor_uses_stats(e) for l in editor_layers(model, e)})
+
+
+def stats_layer_args(wildcards):
+    return " ".join(str(l) for l in stats_layers(wildcards.model))
+
+
 def editor_stats(wildcards):
+    """The layer_stats folder an editor reads; its files are editor_stats_files."""
     if not editor_uses_stats(wildcards.editor):
         return []
-    return expand("data/stats/{model}/{corpus}/{facts}/layer{layer}.safetensors", model=wildcards.model,
-                  corpus=CORPUS, facts=wildcards.facts, layer=editor_layers(wildcards.model, wildcards.editor))
+    need = editor_layers(wildcards.model, wildcards.editor)
+    missing = sorted(set(need) - set(stats_layers(wildcards.model)))
+    if missing:
+        raise ValueError(f"editor {wildcards.editor} on model {wildcards.model} reads statistics of layers "
+                         f"{missing}, which no editor of grid.editors {G['editors']} needs: the layer_stats job "
+                         "computes only those; add the editor to grid.editors")
+    return [stats_dir(wildcards.model, wildcards.facts)]
+
+
+def editor_stats_files(wildcards):
+    """The per-layer statistics files an editor reads (inside its editor_stats folder)."""
+    from edit_retention.stats import layer_file
+
+    return " ".join(str(layer_file(d, l)) for d in editor_stats(wildcards)
+                    for l in editor_layers(wildcards.model, wildcards.editor))
 
 
 def known_flag(wildcards):
@@ -312,13 +340,8 @@ def all_edits():
 
 
 def all_stats():
-    out = []
-    for m in G["models"]:
-        for e in G["editors"]:
-            if editor_uses_stats(e):
-                out += expand("data/stats/{m}/{c}/{f}/layer{l}.safetensors", m=m, c=CORPUS, f=FACTS,
-                              l=editor_layers(m, e))
-    return sorted(set(out))
+    """One layer_stats folder per model whose grid editors read statistics."""
+    return [stats_dir(m, FACTS) for m in G["models"] if stats_layers(m)]
 
 
 # Summary, claims, figures and report (workflow/rules/report.smk).

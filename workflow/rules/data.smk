@@ -112,14 +112,18 @@ rule select_intrinsic:
         " --score-cache data/select/{wildcards.model}/{wildcards.facts}/score_cache.jsonl 2> {log}"
 
 
+# One job per (model, corpus, facts) fills every layer the study's editors read on that model
+# (stats_layers in common.smk), in one pass over the corpus: one file per layer in the folder,
+# each the same as a pass for that layer alone would write, shared by every editor.
 rule layer_stats:
     input:
         code=code("layer_stats"),
         model="data/models/{model}/base",
         corpus="data/corpus/{corpus}/{facts}/train.jsonl",
     output:
-        "data/stats/{model}/{corpus}/{facts}/layer{layer}.safetensors",
+        directory("data/stats/{model}/{corpus}/{facts}"),
     params:
+        layers=stats_layer_args,
         n_samples=config["stats"]["n_samples"],
         max_len=config["stats"]["max_len"],
         batch_size=config["stats"]["batch_size"],
@@ -128,11 +132,11 @@ rule layer_stats:
     resources:
         mem_mb=job_mem_mb,
     log:
-        "logs/stats/{model}/{corpus}/{facts}/layer{layer}.log",
+        "logs/stats/{model}/{corpus}/{facts}.log",
     conda:
         "../envs/edit-retention.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m edit_retention stats --model {input.model}"
-        " --device {params.device} --mem-mb {resources.mem_mb} --corpus {input.corpus} --layer {wildcards.layer}"
+        " --device {params.device} --mem-mb {resources.mem_mb} --corpus {input.corpus} --layers {params.layers}"
         " --n-samples {params.n_samples} --max-len {params.max_len}"
-        " --batch-size {params.batch_size} --out {output} 2> {log}"
+        " --batch-size {params.batch_size} --out-dir {output} 2> {log}"

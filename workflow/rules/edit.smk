@@ -13,6 +13,7 @@ rule apply_edits:
         directory("data/edits/{model}/{facts}/{editor}/k{k}"),
     params:
         hparams=editor_hparams,
+        stats=editor_stats_files,
         regime=config["edit"]["regime"],
         batch_size=config["edit"].get("batch_size", 0),
         device=config["device"],
@@ -26,7 +27,7 @@ rule apply_edits:
         " --device {params.device} --editor {wildcards.editor} --hparams {params.hparams:q}"
         " --regime {params.regime} --batch-size {params.batch_size}"
         " --requests {input.requests} --paraphrases {input.paraphrases} --k {wildcards.k}"
-        " --stats {input.stats} --out {output} 2> {log}"
+        " --stats {params.stats} --out {output} 2> {log}"
 
 
 # Edit health (health.py), before any fine-tuning: does the edited model still say what the
