@@ -35,6 +35,7 @@ from edit_retention.health_measure import greedy_next, measure_health
 from edit_retention.io import read_jsonl
 from edit_retention.models import load_model
 from edit_retention.records import fill
+from edit_retention.single import group_facts
 from edit_retention.stats import load_stats
 
 
@@ -54,14 +55,18 @@ def requests(records: list[dict]) -> list[dict]:
     return [dict(r, aug_prompts=[]) for r in records]   # keeps relation: groups spread over it
 
 
-def show_changes(model, tok, deltas: dict, control: list[dict], limit: int) -> None:
-    """Print the controls whose greedy next token the edit changed: base -> edited."""
-    prompts = [fill(r["prompt"], r["subject"]) for r in control]
-    before = greedy_next(model, tok, prompts)
-    with deltas_applied(model, deltas):
-        after = greedy_next(model, tok, prompts)
-    changed = [(p, b, x) for p, b, x in zip(prompts, before, after) if b != x]
-    print(f"  {len(changed)} of {len(prompts)} controls changed their greedy next token:")
+def show_changes(model, tok, models: list[tuple[dict, list[dict]]], limit: int) -> None:
+    """Print the controls whose greedy next token the edit changed: base -> edited, each
+    control under the model it is measured on (``models``: (deltas, controls) pairs)."""
+    changed, total = [], 0
+    for deltas, control in models:
+        prompts = [fill(r["prompt"], r["subject"]) for r in control]
+        before = greedy_next(model, tok, prompts)
+        with deltas_applied(model, deltas):
+            after = greedy_next(model, tok, prompts)
+        changed += [(p, b, x) for p, b, x in zip(prompts, before, after) if b != x]
+        total += len(prompts)
+    print(f"  {len(changed)} of {total} controls changed their greedy next token:")
     for p, b, x in changed[:limit]:
         print(f"    {p!r}: {tok.decode([b])!r} -> {tok.decode([x])!r}")
 
@@ -78,7 +83,7 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=32, help="held-out passages for the perplexity ratio")
     ap.add_argument("--json", default=None)
     ap.add_argument("--show", type=int, default=0,
-                    help="print up to N control prompts whose greedy next token the edit changed (batch/sequential)")
+                    help="print up to N control prompts whose greedy next token the edit changed")
     a = ap.parse_args()
     d = Path(a.study)
     sel = d / "select" / a.model_name / a.facts
@@ -111,8 +116,9 @@ def main() -> None:
         row = {"run": run, "n": len(edited), "es_prob": es_prob, **{k: v for k, v in h.items() if k not in ("delta_rel_norms", "per_fact")},
                "problems": gate(h), "seconds": secs, "passes": passes}
         table.append(row)
-        if a.show and per_case is None:
-            show_changes(model, tok, res.deltas, control, a.show)
+        if a.show:
+            show_changes(model, tok, [(d, ctrl) for _, ctrl, d in group_facts(edited, control, edit_groups(res))]
+                         if per_model else [(res.deltas, control)], a.show)
         print(f"{run:32s} n={len(edited)} ES(prob)={es_prob:.2f} ES(1st)={h['first_token_es']:.2f} "
               f"ctrl={h['control_agreement']:.3f} neigh={h['neighborhood_agreement']:.3f} "
               f"ppl×{h['ppl_ratio']:.3f} |d|/|W|={h['delta_rel_norm']:.3f} {secs:.0f}s "

@@ -23,13 +23,13 @@ def test_show_changes_lists_only_controls_the_edit_changed(tiny_model, capsys):
     model, tok = tiny_model
     control = [make_record(i, subject=s) for i, s in enumerate(["Freedonia", "Sylvania", "Latveria"])]
     bench = _bench()
-    bench.show_changes(model, tok, {}, control, limit=5)
+    bench.show_changes(model, tok, [({}, control)], limit=5)
     assert "0 of 3 controls changed" in capsys.readouterr().out
     name, w = next((n, p) for n, p in model.named_parameters() if n.endswith("lm_head.weight")
                    or n.endswith("embed_tokens.weight"))
     g = torch.Generator().manual_seed(0)
     before = w.detach().clone()
-    bench.show_changes(model, tok, {name: 50 * torch.randn(w.shape, generator=g)}, control, limit=5)
+    bench.show_changes(model, tok, [({name: 50 * torch.randn(w.shape, generator=g)}, control)], limit=5)
     out = capsys.readouterr().out
     n_changed = int(out.split(" of 3 controls changed")[0].split()[-1])
     assert n_changed >= 1 and out.count("' -> '") == n_changed
