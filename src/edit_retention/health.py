@@ -43,10 +43,14 @@ from .io import InputError
 
 # Defaults of the gate (the config's health: block overrides them); README "Edit health".
 THRESHOLDS = {
-    "min_control_agreement": 0.9,       # greedy next token unchanged on >= 90% of controls
-    "min_neighborhood_agreement": 0.8,  # and on >= 80% of the edited subjects' neighbours
+    # Calibrated to the reference method in its reference regime (ROME, one fact per fresh
+    # model) on SmolLM2-135M: it keeps 0.83-0.94 of the controls and 0.74-0.89 of the
+    # neighbours on three fact sets, while every batch or group edit that takes (first-token
+    # ES >= 0.8) keeps <= 0.75 and <= 0.62 (README "Which edits pass the gate").
+    "min_control_agreement": 0.8,       # greedy next token unchanged on >= 80% of controls
+    "min_neighborhood_agreement": 0.7,  # and on >= 70% of the edited subjects' neighbours
     "max_ppl_ratio": 1.1,               # held-out text perplexity up by at most 10%
-    "min_first_token_es": 0.0,          # off by default: a weak edit is not a broken model
+    "min_first_token_es": 0.5,          # most edits must take: retention of edits that never took is no finding
     "min_delta_rel_norm": 1e-6,         # below: the edit changed (numerically) nothing
 }
 MEASURES = ("control_agreement", "neighborhood_agreement", "first_token_es", "ppl_ratio", "delta_rel_norm")
