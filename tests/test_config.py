@@ -28,7 +28,7 @@ def test_default_and_smoke_configs_are_valid(cfg):
 @pytest.mark.parametrize("mutate, message", [
     (lambda c: c.update(colour="blue"), "Additional properties are not allowed"),
     (lambda c: c["select"].update(n_edit="many"), "select.n_edit: 'many' is not of type 'integer'"),
-    (lambda c: c["grid"]["editors"].append("memitt"), "grid.editors\\[2\\]: unknown editor"),
+    (lambda c: c["grid"].update(editors=["rome", "ft_l", "memitt"]), "grid.editors\\[2\\]: unknown editor"),
     (lambda c: c["grid"].update(models=["gpt5"]), "grid.models\\[0\\]: unknown model 'gpt5'"),
     (lambda c: c["editors"]["rome"].update(v_lrr=0.1), "editors.rome"),
     (lambda c: c["tasks"]["text"]["params"].update(lr="x"), "tasks.text.params"),

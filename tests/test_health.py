@@ -20,9 +20,15 @@ def test_gate_thresholds():
     assert gate(healthy) == []
     broken = {"control_agreement": 0.04, "neighborhood_agreement": 0.9, "ppl_ratio": 1.5}
     problems = gate(broken)
-    assert len(problems) == 2 and "control agreement 0.04 < 0.9" in problems[0] and "perplexity" in problems[1]
+    assert len(problems) == 2 and "control agreement 0.04 < 0.8" in problems[0] and "perplexity" in problems[1]
+    # the defaults: ROME's single edits here (controls 10/12, neighbours 0.735, first-token ES
+    # 10/12) pass; MEMIT in groups of 6 (0.75, 0.583) and an edit that did not take do not
+    assert gate({"control_agreement": 10 / 12, "neighborhood_agreement": 0.735, "first_token_es": 10 / 12}) == []
+    assert len(gate({"control_agreement": 0.75, "neighborhood_agreement": 0.583, "first_token_es": 0.85})) == 2
+    assert gate({"control_agreement": 0.92, "neighborhood_agreement": 0.77, "first_token_es": 0.10}) == \
+        ["first-token ES 0.10 < 0.5"]
     # a threshold of the study overrides the default; nan never fails
-    assert gate({"control_agreement": 0.85}, {"min_control_agreement": 0.8}) == []
+    assert gate({"control_agreement": 0.85}, {"min_control_agreement": 0.9}) == ["control agreement 0.85 < 0.9"]
     assert gate({"control_agreement": float("nan")}) == []
     assert gate({"first_token_es": 0.1}, {"min_first_token_es": 0.5}) == ["first-token ES 0.10 < 0.5"]
     with pytest.raises(InputError, match="unknown"):
@@ -60,8 +66,9 @@ def test_nil_edit_keeps_everything_but_fails_the_gate(tiny_model):
     h = measure_health(model, tok, zero, edited, control, TEXTS)
     assert h["control_agreement"] == 1.0 and h["ppl_ratio"] == pytest.approx(1.0, abs=1e-6)
     assert h["delta_rel_norm"] == 0.0
-    assert gate(h) == ["the edit changed nothing: max |delta|/|W| 0 < 1e-06"]
-    assert gate(dict(h, delta_rel_norm=0.05)) == []
+    assert "the edit changed nothing: max |delta|/|W| 0 < 1e-06" in gate(h)
+    assert gate(h, {"min_first_token_es": 0.0}) == ["the edit changed nothing: max |delta|/|W| 0 < 1e-06"]
+    assert gate(dict(h, delta_rel_norm=0.05), {"min_first_token_es": 0.0}) == []
 
 
 def test_huge_delta_fails_the_gate_and_model_is_restored(tiny_model):
@@ -173,5 +180,5 @@ def test_health_table_thresholds_change_the_verdict_only(health_grid, tmp_path):
 
 def test_gate_message_never_rounds_a_failing_value_up_to_its_threshold():
     # 35 of 44 neighbours kept = 0.795: two decimals would print "0.80 < 0.8"
-    problems = gate({"neighborhood_agreement": 35 / 44, "control_agreement": 0.95})
+    problems = gate({"neighborhood_agreement": 35 / 44, "control_agreement": 0.95}, {"min_neighborhood_agreement": 0.8})
     assert problems == ["neighbourhood agreement 0.795 < 0.8"]

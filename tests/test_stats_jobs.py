@@ -29,7 +29,8 @@ def blocks(out: str, rule: str) -> list[str]:
 def test_one_stats_job_per_model_with_every_layer_its_editors_read(tmp_path):
     smoke = yaml.safe_load((ROOT / "workflow/config/smoke.yaml").read_text())
     r = jobs(tmp_path, {"models": {"tiny-llama": smoke["models"]["tiny-llama"]},
-                        "grid": {"models": ["smollm2-135m", "tiny-llama"], "editors": ["memit", "rome"]}})
+                        "grid": {"models": ["smollm2-135m", "tiny-llama"], "editors": ["memit", "rome"],
+                                 "remedies": ["none", "paraphrase"]}})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     stats = {re.search(r"wildcards: model=([\w.-]+)", b).group(1): b for b in blocks(r.stdout, "layer_stats")}
     assert sorted(stats) == ["smollm2-135m", "tiny-llama"]          # one job per model, not per layer
@@ -38,7 +39,7 @@ def test_one_stats_job_per_model_with_every_layer_its_editors_read(tmp_path):
     for model, block in stats.items():
         assert f"--out-dir {STATS.format(model)} " in block
     edits = blocks(r.stdout, "apply_edits")
-    assert len(edits) == 8
+    assert len(edits) == 8                                          # 2 models x 2 editors x k 0, 3
     for b in edits:
         model, editor = re.search(r"wildcards: model=([\w.-]+), facts=builtin, editor=(\w+)", b).groups()
         layers = {("smollm2-135m", "memit"): [3, 4, 5, 6, 7], ("smollm2-135m", "rome"): [5],
