@@ -202,6 +202,26 @@ def test_paired_newcombe_uses_the_pairing():
     assert 0.92 <= hits / 400 <= 0.99
 
 
+def test_paired_newcombe_does_not_collapse_when_every_pair_agrees():
+    """11 facts retained alike with and without a remedy (6 both, 5 neither): the data say
+    little about a difference, so the interval must stay wide. Uncorrected phi = 1 gave
+    +-0.02 (a "contradicts" verdict at n = 11); Newcombe's corrected phi (ad - bc - n/2)
+    gives phi = 24.5 / 30 and about +-0.16, as Newcombe's (1998) method 10 does."""
+    from edit_retention.comparison import pair_phi
+    x = np.array([1] * 6 + [0] * 5)
+    assert pair_phi(x, x) == pytest.approx(24.5 / 30)
+    lo, hi = newcombe_ci(6, 11, 6, 11, pair_phi(x, x))
+    assert lo == pytest.approx(-hi, abs=1e-9) and 0.12 < hi < 0.2
+    # negatively correlated pairs keep their (uncorrected) negative phi
+    y = np.array([1, 0] * 20)
+    assert pair_phi(y, 1 - y) < 0
+    # and the compare() path carries it: all pairs concordant, interval not collapsed
+    before = pd.DataFrame({"fact": [f"f{i}" for i in range(11)], "stratum": "r", "seed": 0,
+                           "num": x.astype(float), "den": 1.0})
+    c = compare(before, before.copy(), paired=True, n_boot=200, n_perm=100)
+    assert c.effect == 0 and c.ci_high - c.ci_low > 0.2
+
+
 def test_compare_paired_interval_is_narrower_than_unpaired_on_matched_binary_units():
     before = _units({f"f{j}": [j % 10 < 6] for j in range(60)})
     after = _units({f"f{j}": [j % 10 < 7] for j in range(60)})     # the same facts, one in ten gained
