@@ -102,3 +102,30 @@ def test_one_process_is_the_plain_path():
     assert "--multi_gpu --num_processes 4" in launch_command({"processes": 4, "launcher": "accelerate"})
     assert digest(idx) == digest(torch.arange(6)) != digest(torch.arange(6).flip(0))
     assert sys.executable
+
+
+def test_launch_setting_is_checked_against_the_regime_and_batch_sizes():
+    import copy
+
+    import yaml
+
+    from conftest import deep_merge
+    from edit_retention.config import check_study
+    from edit_retention.io import InputError
+
+    root = Path(__file__).resolve().parents[1]
+    load = lambda name: yaml.safe_load((root / name).read_text())  # noqa: E731
+    smoke = deep_merge(load("params.yaml"), load("workflow/config/smoke.yaml"))
+    two = deep_merge(smoke, load("workflow/config/two_processes.yaml"))
+    check_study(copy.deepcopy(two), where="two")
+    assert two["launch"]["processes"] == 2
+    odd = copy.deepcopy(two)
+    odd["tasks"][odd["grid"]["tasks"][0]]["params"]["batch_size"] = 3
+    with pytest.raises(InputError, match="batch_size 3 does not split evenly"):
+        check_study(odd, where="two")
+    single = deep_merge(load("params.yaml"), {"launch": {"processes": 2}, "edit": {"regime": "single"}})
+    with pytest.raises(InputError, match="edit.regime single fine-tunes one model per fact"):
+        check_study(single, where="two")
+    default = load("params.yaml")
+    check_study(default, where="params.yaml")
+    assert default["launch"] == {"processes": 1, "launcher": "torchrun"}     # schema default: one process
