@@ -31,6 +31,7 @@ from .fields import check_source_keys
 from .finetune import FinetuneArgs, MethodSpec
 from .freezing import check_freeze
 from .io import InputError, read_utf8
+from .launch import check_launch
 from .models import check_source as check_model_source
 from .paraphrase_lm_args import check_paraphrase_config
 from .tasks import check_source, get_task
@@ -181,6 +182,7 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA,
                 raise InputError(f"{where}: editors.{name} (model {model}): {e}") from e
     for name in g["tasks"]:
         FinetuneArgs.from_dict(config["tasks"][name].get("params", {}), where=f"{where}: tasks.{name}.params")
+    check_launch(config, g["tasks"], key_where(where, layers, "launch", "processes"))
     for name in g["remedies"]:
         check_freeze(config["remedies"][name]["freeze"], f"{where}: remedies.{name}.freeze")
         MethodSpec.parse(config["remedies"][name].get("method"), where=f"{where}: remedies.{name}.method")

@@ -50,6 +50,7 @@ from .fields import typed_fields
 from .io import InputError
 from .memory import AUTO, auto_batch_size, parse_batch_size, sequence_bytes, train_state_bytes, with_backoff
 from .models import arch_of, autocast, check_precision, layer_of_param
+from .ranks import Solo, digest
 from .tasks import get_task
 from .tasks.encoding import IGNORE, trim
 
@@ -202,27 +203,29 @@ def resolve_micro_batch(net, train: dict, args: FinetuneArgs) -> int:
     return min(m, args.batch_size) if m else args.batch_size
 
 
-def _accumulate(net, train: dict, idx, micro: int, dev, precision: str) -> tuple[float, int]:
+def _accumulate(net, train: dict, idx, micro: int, dev, precision: str, ranks=Solo()) -> tuple[float, int]:
     """Gradients of the batch ``idx``'s mean token loss, ``micro`` examples per pass:
     each pass's mean loss is weighted by its share of the batch's predicted tokens, so the
     summed gradients equal the whole batch's whatever ``micro`` is (up to float rounding).
-    Returns (batch loss, attention tokens)."""
+    With N processes (``ranks``) each runs its slice of ``idx`` with the same global weights
+    and the gradients are summed over ranks. Returns (batch loss, attention tokens)."""
     for p in net.parameters():
         p.grad = None
     n_pred = int((train["labels"][idx][:, 1:] != IGNORE).sum())
     total, n_tok = 0.0, 0
-    for j in range(0, len(idx), micro):
-        mb = trim({k: v[idx[j: j + micro]].to(dev) for k, v in train.items()})
+    mine = ranks.shard(idx)
+    for j in range(0, len(mine), micro):
+        mb = trim({k: v[mine[j: j + micro]].to(dev) for k, v in train.items()})
         share = int((mb["labels"][:, 1:] != IGNORE).sum())
-        if share == 0:
-            continue
+        if share == 0 and ranks.n == 1:
+            continue                          # N ranks: every rank runs every pass (its collectives)
         with autocast(precision, dev):
-            loss = net(**mb).loss
-        loss = loss * (share / n_pred)       # with one pass a factor of exactly 1
-        loss.backward()
+            out = net(**mb)
+        loss = out.loss * (share / n_pred) if share else out.logits.sum() * 0.0   # one pass: a factor of exactly 1
+        ranks.backward(loss)
         total += loss.item()
         n_tok += int(mb["attention_mask"].sum())
-    return total, n_tok
+    return ranks.sum(total), ranks.sum(n_tok)
 
 
 def _rng_state(dev):
@@ -238,14 +241,17 @@ def _rng_restore(state, dev) -> None:
 
 def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
              frozen_layers=(), progress: bool = True, *, task=None, method=None,
-             freeze_non_layer: bool = False, on_checkpoint=None) -> dict:
+             freeze_non_layer: bool = False, on_checkpoint=None, ranks=None) -> dict:
     """Train ``model`` in place on a task; return a log with the task score before and after.
 
     ``train_data``/``eval_data`` are the task's examples (passages for causal_lm). With
     LoRA/DoRA the adapters are merged into ``model`` before returning, so ``model`` is a
-    plain model with its weights updated whatever the method.
+    plain model with its weights updated whatever the method. ``ranks`` (``ranks.py``): the
+    job's processes (default one); with N, each computes batch_size / N rows of every batch,
+    and scoring and ``on_checkpoint`` run on rank 0 only.
     """
     arch_of(model)
+    ranks = ranks or Solo()
     task = task or get_task("causal_lm")
     method = method if isinstance(method, MethodSpec) else MethodSpec.parse(method)
     torch.manual_seed(seed)
@@ -262,21 +268,24 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
         raise InputError("finetune: nothing to train (every parameter is frozen)")
     n_trainable = sum(p.numel() for p in params)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    net, opt = ranks.prepare(net, opt)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(args))
     gen = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
-    score_before = task.score(net, tok, held, args)
+    score_before = ranks.on_main(lambda: task.score(ranks.unwrap(net), tok, held, args))
     ckpts = set(args.checkpoint_steps())
     losses, t0, order, pos, tokens = [], time.time(), torch.randperm(n_train, generator=gen), 0, 0
-    micro = resolve_micro_batch(net, train, args)
+    micro = ranks.smallest(min(resolve_micro_batch(ranks.unwrap(net), train, args), args.batch_size // ranks.n))
+    if ranks.n > 1:
+        ranks.check_same("the training data and batch order", digest(train["input_ids"], train["labels"], order))
     stopped_at, eval_losses = None, []
     net.train()
     try:
-        for step in tqdm(range(args.steps), desc="finetune", mininterval=5, disable=not progress):
+        for step in tqdm(range(args.steps), desc="finetune", mininterval=5, disable=not (progress and ranks.main)):
             if stopped_at is not None:   # stopped: later checkpoints score the stopped model
                 if on_checkpoint is not None and step + 1 in ckpts:
                     net.eval()
-                    on_checkpoint(step + 1, net)
+                    ranks.on_main(lambda: on_checkpoint(step + 1, ranks.unwrap(net)))
                     net.train()
                 continue
             if pos + args.batch_size > len(order):
@@ -284,13 +293,16 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
             idx = order[pos: pos + args.batch_size]
             pos += args.batch_size
             rng = _rng_state(dev)
-            (loss, n_tok), micro = with_backoff(
-                lambda m: _accumulate(net, train, idx, m, dev, args.precision), micro,
-                where=f"finetune step {step}", on_retry=lambda m: _rng_restore(rng, dev))
+            if ranks.n > 1:   # no per-rank backoff: the ranks' passes (and collectives) must match
+                loss, n_tok = _accumulate(net, train, idx, micro, dev, args.precision, ranks)
+            else:
+                (loss, n_tok), micro = with_backoff(
+                    lambda m: _accumulate(net, train, idx, m, dev, args.precision), micro,
+                    where=f"finetune step {step}", on_retry=lambda m: _rng_restore(rng, dev))
             if not math.isfinite(loss):
                 raise FloatingPointError(f"fine-tuning diverged: loss is {loss} at step {step} "
                                          f"(task {task.type}, method {method.type}; lower lr?)")
-            torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
+            ranks.clip(params, args.grad_clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -298,23 +310,24 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
             tokens += n_tok
             if args.stop_eval_loss > 0 and (step + 1) % args.eval_every == 0:
                 net.eval()
-                eval_losses.append((step + 1, task.score(net, tok, held, args)["eval_loss"]))
+                held_loss = ranks.on_main(lambda: task.score(ranks.unwrap(net), tok, held, args)["eval_loss"])
+                eval_losses.append((step + 1, held_loss))
                 net.train()
                 if eval_losses[-1][1] < args.stop_eval_loss:
                     stopped_at = step + 1
             if on_checkpoint is not None and step + 1 in ckpts:
                 net.eval()
-                on_checkpoint(step + 1, net)
+                ranks.on_main(lambda: on_checkpoint(step + 1, ranks.unwrap(net)))
                 net.train()
         train_seconds = time.time() - t0
     finally:
         if method.type != "full":
-            merged = net.merge_and_unload()
+            merged = ranks.unwrap(net).merge_and_unload()
             assert merged is model, "peft merged into a new model object"
         for p in model.parameters():
             p.requires_grad_(True)
         model.eval()
-    score_after = task.score(model, tok, held, args)
+    score_after = ranks.on_main(lambda: task.score(model, tok, held, args))
     out = {
         "args": asdict(args), "seed": seed, "task_type": task.type, "task_metric": task.metric,
         "task_higher_is_better": task.higher_is_better, "method": asdict(method),
@@ -322,9 +335,11 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
         "n_frozen_params": n_frozen, "n_trainable_params": n_trainable, "train_examples": n_train,
         "train_blocks": n_train, "train_loss": losses, "seconds": time.time() - t0,
         "train_seconds": train_seconds, "train_tokens": tokens, "checkpoint_steps": sorted(ckpts),
-        "micro_batch_size": micro, "accumulation_steps": -(-args.batch_size // micro),
+        "micro_batch_size": micro, "accumulation_steps": -(-(args.batch_size // ranks.n) // micro),
         "stopped_at_step": stopped_at, "stop_eval_losses": eval_losses,
     }
+    if ranks.n > 1:   # a 1-process log stays as it was
+        out["processes"] = ranks.n
     for suffix, s in (("_before", score_before), ("", score_after)):
         out[f"eval_loss{suffix}"] = s["eval_loss"]
         out[f"eval_perplexity{suffix}"] = math.exp(s["eval_loss"]) if s["eval_loss"] < 700 else math.inf

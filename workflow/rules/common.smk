@@ -232,6 +232,13 @@ def finetune_method(wildcards):
     return as_json(config["remedies"][wildcards.remedy].get("method", "full"))
 
 
+def finetune_launch(wildcards):
+    """The program before `finetune ...`: python, or torchrun / accelerate launch with the
+    study's launch.processes (src/edit_retention/launch.py)."""
+    from edit_retention.launch import launch_command
+    return launch_command(config.get("launch", {}))
+
+
 def task_params(wildcards):
     return as_json(config["tasks"][wildcards.task].get("params", {}))
 

@@ -3,6 +3,8 @@
 # weights are temporary: they are deleted once evaluated, only the task metrics, the
 # training log and the checkpoint scores (steps/step-<N>.jsonl) are kept. Task data live
 # under data/finetuned/_tasks/ (built by the same DVC stage, finetune_evaluate).
+# The study's launch: setting runs the stage in one process (python) or N (torchrun /
+# accelerate launch; src/edit_retention/launch.py).
 
 
 rule build_task_data:
@@ -46,6 +48,7 @@ rule finetune:
         metrics="data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/metrics.json",
         train_log="data/finetuned/{model}/{facts}/{editor}/{remedy}/{task}/s{seed}/train_log.json",
     params:
+        launch=finetune_launch,
         task=task_params,
         task_type=task_type,
         method=finetune_method,
@@ -61,7 +64,7 @@ rule finetune:
     conda:
         "../envs/edit-retention.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m edit_retention finetune --model {input.model}"
+        "OMP_NUM_THREADS={threads} {params.launch} finetune --model {input.model}"
         " --device {params.device} --mem-mb {resources.mem_mb} --edit {input.edit} --task-type {params.task_type}"
         " --train {input.train} --eval {input.eval}"
         " --params {params.task:q} --method {params.method:q} --freeze {params.freeze} --seed {wildcards.seed}"

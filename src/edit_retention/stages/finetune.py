@@ -4,6 +4,10 @@ checkpoint scores and the fine-tuned weights (temporary; scored by the evaluate 
 An edit in the single or groups regime (one delta set per fact or group) is fine-tuned once
 per fact or group; those models are scored here (``SINGLE_SCORES`` in the model folder) and
 not kept.
+
+Under a multi-process launch (``launch.processes`` > 1: ``torchrun`` / ``accelerate launch``
+run this stage N times, ``ranks.py``) every rank trains its share of each batch and only
+rank 0 scores checkpoints and writes the outputs.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from ..finetune import FinetuneArgs, MethodSpec, finetune, task_metrics
 from ..freezing import resolve_freeze
 from ..io import InputError, atomic_dir, read_jsonl, read_texts, without_timings, write_json, write_jsonl
 from ..models import num_layers
+from ..ranks import make_ranks
 from ..records import read_records
 from ..single import SINGLE_SCORES, group_facts
 from ..tasks import check_examples, get_task
@@ -59,16 +64,20 @@ def run(a) -> None:
     method = MethodSpec.parse(a.method, where="finetune --method")
     task = get_task(a.task_type)
     train, held = task_examples(task, a.train), task_examples(task, a.eval)
-    model, tok, edit = load_edited(a.model, a.edit, a.device)
+    ranks = make_ranks(a.device)
+    model, tok, edit = load_edited(a.model, a.edit, ranks.device(a.device))
     edited = edit.log["edited_layers"] if edit is not None else None
     frozen, non_layer = resolve_freeze(a.freeze, edited, num_layers(model), where="finetune --freeze")
     kw = {"task": task, "method": method, "freeze_non_layer": non_layer}
     if args.checkpoint_steps() and not a.out_steps:
         raise InputError("finetune: checkpoint_every > 0 needs --out-steps (a folder for the checkpoint scores)")
     if is_single(edit):
+        if ranks.n > 1:
+            raise InputError(f"finetune: the {edit.log.get('regime')} regime fine-tunes one model per fact or "
+                             "group in one process; run it with launch.processes 1")
         _run_single(a, model, tok, edit, train, held, args, frozen, kw)
     else:
-        _run(a, model, tok, train, held, args, frozen, kw)
+        _run(a, model, tok, train, held, args, frozen, {**kw, "ranks": ranks})
 
 
 def _run_single(a, model, tok, edit, train, held, args, frozen, kw) -> None:
@@ -131,9 +140,11 @@ def finetune_single(model, tok, edited, control, paraphrases, groups, train_text
 
 def _run(a, model, tok, train, held, args, frozen, kw) -> None:
     on_checkpoint, step_files, scratch = None, {}, None
+    main = kw["ranks"].main     # with N processes only rank 0 scores checkpoints and writes
     if args.checkpoint_steps():
         items = build_items(*_facts(a, "checkpoints"))
-        scratch = Path(tempfile.mkdtemp(prefix=".steps.", dir=Path(a.out_metrics).parent))
+        if main:
+            scratch = Path(tempfile.mkdtemp(prefix=".steps.", dir=Path(a.out_metrics).parent))
 
         def on_checkpoint(step, net):
             f = scratch / f"step-{step}.jsonl"
@@ -143,6 +154,8 @@ def _run(a, model, tok, train, held, args, frozen, kw) -> None:
             log.info("checkpoint at step %d scored", step)
     try:
         out = finetune(model, tok, train, held, args, a.seed, frozen, on_checkpoint=on_checkpoint, **kw)
+        if not main:
+            return
         with atomic_dir(a.out_model) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)

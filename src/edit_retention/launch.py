@@ -1,0 +1,45 @@
+"""The study's ``launch:`` setting: how the finetune rule starts ``python -m edit_retention finetune``.
+
+    launch: {processes: 1}                          python -m edit_retention finetune ...   (default)
+    launch: {processes: 2}                          torchrun --standalone --nproc_per_node 2 -m edit_retention finetune ...
+    launch: {processes: 4, launcher: accelerate}    accelerate launch --multi_gpu --num_processes 4 ... -m edit_retention finetune ...
+
+With more than one process the stage trains data-parallel (``ranks.py``). torchrun works on
+CPU (gloo) and GPUs (NCCL) and picks a free port per job, so several jobs can share a
+machine; ``accelerate launch`` is for GPUs and uses accelerate's port (29500 unless
+``accelerate config`` sets another), so run one such job per machine at a time.
+"""
+from __future__ import annotations
+
+from .finetune import FinetuneArgs
+from .io import InputError
+
+SINGLE_PROCESS_REGIMES = ("single", "groups")   # one fine-tune per fact / group inside one job
+
+
+def launch_command(launch: dict) -> str:
+    """The program (and its options) that the finetune rule puts before ``finetune ...``."""
+    n = int(launch.get("processes", 1))
+    if n == 1:
+        return "python -m edit_retention"
+    if launch.get("launcher", "torchrun") == "accelerate":
+        return (f"accelerate launch --multi_gpu --num_processes {n} --num_machines 1 --mixed_precision no"
+                f" --dynamo_backend no -m edit_retention")
+    return f"torchrun --standalone --nproc_per_node {n} -m edit_retention"
+
+
+def check_launch(config: dict, tasks, where: str) -> None:
+    """With N processes every grid task's batch splits evenly and the edit regime fine-tunes
+    one model per job."""
+    n = config.get("launch", {}).get("processes", 1)
+    if n == 1:
+        return
+    regime = config["edit"]["regime"]
+    if regime in SINGLE_PROCESS_REGIMES:
+        raise InputError(f"{where}: {n} processes, but edit.regime {regime} fine-tunes one model per fact or "
+                         "group inside one job; use processes 1")
+    for name in tasks:
+        size = FinetuneArgs.from_dict(config["tasks"][name].get("params", {})).batch_size
+        if size % n:
+            raise InputError(f"{where}: {n} processes, but tasks.{name}.params.batch_size {size} does not "
+                             f"split evenly over them (each rank takes batch_size / processes rows)")
