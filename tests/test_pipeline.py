@@ -305,7 +305,8 @@ def test_single_regime_end_to_end(repo):
     target = "data/scores/tiny-llama/builtin-small/finetuned/rome/none/text/s0.jsonl"
     run(["snakemake", "--cores", "2", "--configfile", "single.yaml", "--", target], repo)
     log = json.loads((repo / "data/edits/tiny-llama/builtin-small/rome/k0/log.json").read_text())
-    assert log["regime"] == "single" and len(log["single_case_ids"]) == 6
+    assert log["regime"] == "single" and log["group_case_ids"] and all(len(g) == 1 for g in log["group_case_ids"])
+    assert len(log["group_case_ids"]) == 6
     rows = [json.loads(line) for line in (repo / target).read_text().splitlines()]
     assert {r["knowledge"] for r in rows} == {"edited", "intrinsic"}
     assert len({r["case_id"] for r in rows if r["knowledge"] == "edited"}) == 6
