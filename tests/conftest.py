@@ -51,6 +51,24 @@ def make_record(i: int = 0, subject: str = "Freedonia", true: str = "Paris", new
     }
 
 
+def finetune_stage_inputs(tmp_path: Path, model_dir, texts: list[str], template: str) -> list[str]:
+    """The input options of the ``finetune`` CLI stage, written under ``tmp_path``: one edited
+    and one control fact (held-out paraphrase ``template``), ``texts`` to train on and their
+    first 8 as held-out text."""
+    from edit_retention.io import write_jsonl
+
+    recs = [make_record(0), make_record(1, subject="Sylvania", true="Lyon", new="Oslo")]
+    write_jsonl(tmp_path / "edited.jsonl", recs[:1])
+    write_jsonl(tmp_path / "control.jsonl", recs[1:])
+    write_jsonl(tmp_path / "para.jsonl", [{"case_id": r["case_id"], "augment": [], "evaluate": [template]}
+                                          for r in recs])
+    write_jsonl(tmp_path / "train.jsonl", [{"text": t} for t in texts])
+    write_jsonl(tmp_path / "eval.jsonl", [{"text": t} for t in texts[:8]])
+    return ["--model", str(model_dir), "--train", str(tmp_path / "train.jsonl"), "--eval", str(tmp_path / "eval.jsonl"),
+            "--edited", str(tmp_path / "edited.jsonl"), "--control", str(tmp_path / "control.jsonl"),
+            "--paraphrases", str(tmp_path / "para.jsonl")]
+
+
 def deep_merge(a: dict, b: dict) -> dict:
     """Snakemake's merge of --configfile over params.yaml (recursive)."""
     out = copy.deepcopy(a)

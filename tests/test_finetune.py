@@ -155,19 +155,10 @@ def test_cli_finetune_writes_flat_metrics_and_checkpoint_scores(tiny_model_dir, 
     import json
 
     from edit_retention.cli import main
-    from edit_retention.io import read_jsonl, write_jsonl
-    from conftest import make_record
+    from edit_retention.io import read_jsonl
+    from conftest import finetune_stage_inputs
 
-    recs = [make_record(0), make_record(1, subject="Sylvania", true="Lyon", new="Oslo")]
-    write_jsonl(tmp_path / "edited.jsonl", recs[:1])
-    write_jsonl(tmp_path / "control.jsonl", recs[1:])
-    write_jsonl(tmp_path / "para.jsonl", [{"case_id": r["case_id"], "augment": [], "evaluate": ["{} is a place whose capital is"]}
-                                          for r in recs])
-    write_jsonl(tmp_path / "train.jsonl", [{"text": t} for t in TEXTS])
-    write_jsonl(tmp_path / "eval.jsonl", [{"text": t} for t in TEXTS[:8]])
-    common = ["finetune", "--model", str(tiny_model_dir), "--train", str(tmp_path / "train.jsonl"),
-              "--eval", str(tmp_path / "eval.jsonl"), "--edited", str(tmp_path / "edited.jsonl"),
-              "--control", str(tmp_path / "control.jsonl"), "--paraphrases", str(tmp_path / "para.jsonl"),
+    common = ["finetune", *finetune_stage_inputs(tmp_path, tiny_model_dir, TEXTS, "{} is a place whose capital is"),
               "--out-model", str(tmp_path / "model"), "--out-metrics", str(tmp_path / "m.json"),
               "--out-log", str(tmp_path / "log.json"), "--out-steps", str(tmp_path / "steps")]
     params = json.dumps({**ARGS, "steps": 4, "checkpoint_every": 2})

@@ -18,9 +18,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_record
+from conftest import finetune_stage_inputs
 from edit_retention.cli import main
-from edit_retention.io import read_jsonl, write_jsonl
+from edit_retention.io import read_jsonl
 from edit_retention.launch import launch_command
 from edit_retention.ranks import Solo, digest
 
@@ -30,17 +30,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def _inputs(tmp_path: Path, model_dir) -> list[str]:
-    recs = [make_record(0), make_record(1, subject="Sylvania", true="Lyon", new="Oslo")]
-    write_jsonl(tmp_path / "edited.jsonl", recs[:1])
-    write_jsonl(tmp_path / "control.jsonl", recs[1:])
-    write_jsonl(tmp_path / "para.jsonl", [{"case_id": r["case_id"], "augment": [], "evaluate": ["{} has its capital in"]}
-                                          for r in recs])
-    write_jsonl(tmp_path / "train.jsonl", [{"text": t} for t in TEXTS])
-    write_jsonl(tmp_path / "eval.jsonl", [{"text": t} for t in TEXTS[:8]])
-    return ["--model", str(model_dir), "--train", str(tmp_path / "train.jsonl"), "--eval", str(tmp_path / "eval.jsonl"),
-            "--edited", str(tmp_path / "edited.jsonl"), "--control", str(tmp_path / "control.jsonl"),
-            "--paraphrases", str(tmp_path / "para.jsonl"), "--params", json.dumps(PARAMS), "--seed", "1",
-            "--generation-tokens", "0"]
+    return finetune_stage_inputs(tmp_path, model_dir, TEXTS, "{} has its capital in") + [
+        "--params", json.dumps(PARAMS), "--seed", "1", "--generation-tokens", "0"]
 
 
 def _outputs(d: Path) -> list[str]:

@@ -45,8 +45,8 @@ from .io import InputError
 THRESHOLDS = {
     # Calibrated to the reference method in its reference regime (ROME, one fact per fresh
     # model) on SmolLM2-135M: it keeps 0.83-0.94 of the controls and 0.74-0.89 of the
-    # neighbours on three fact sets, while every batch or group edit that takes (first-token
-    # ES >= 0.8) keeps <= 0.75 and <= 0.62 (README "Which edits pass the gate").
+    # neighbours on three fact sets, while every batch or group edit of 48 facts that takes
+    # (first-token ES >= 0.8) keeps <= 0.75 and <= 0.62 (README "Which edits pass the gate").
     "min_control_agreement": 0.8,       # greedy next token unchanged on >= 80% of controls
     "min_neighborhood_agreement": 0.7,  # and on >= 70% of the edited subjects' neighbours
     "max_ppl_ratio": 1.1,               # held-out text perplexity up by at most 10%

@@ -11,10 +11,9 @@ machine; ``accelerate launch`` is for GPUs and uses accelerate's port (29500 unl
 """
 from __future__ import annotations
 
+from .editors.regimes import PER_GROUP
 from .finetune import FinetuneArgs
 from .io import InputError
-
-SINGLE_PROCESS_REGIMES = ("single", "groups")   # one fine-tune per fact / group inside one job
 
 
 def launch_command(launch: dict) -> str:
@@ -35,7 +34,7 @@ def check_launch(config: dict, tasks, where: str) -> None:
     if n == 1:
         return
     regime = config["edit"]["regime"]
-    if regime in SINGLE_PROCESS_REGIMES:
+    if regime in PER_GROUP:   # one fine-tune per fact / group inside one job
         raise InputError(f"{where}: {n} processes, but edit.regime {regime} fine-tunes one model per fact or "
                          "group inside one job; use processes 1")
     for name in tasks:
