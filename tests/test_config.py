@@ -1,4 +1,5 @@
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,8 @@ def test_local_model_path_is_checked(cfg, tmp_path, make, message):
 def test_local_model_folder_passes(cfg, tiny_model_dir):
     cfg["models"]["local"] = {"source": {"type": "hf", "id": str(tiny_model_dir)}}
     cfg["grid"]["models"] = ["local"]
+    assert cfg["grid"]["editors"] == ["rome"]
+    cfg["editors"]["rome"]["layer"] = 1         # the default's layer 5 is past this 4-block model
     check_study(cfg, where="params.yaml")
 
 
@@ -215,3 +218,46 @@ def test_snakemake_stops_at_parse_time_naming_the_config_file(tmp_path):
     assert (f"{bad}: models.smollm2-135m.source: unknown key 'revison' for model source type 'gguf_package' "
             "(allowed: type, package, file)") in out, out[-3000:]
     assert "Job stats" not in out and "rule " not in out
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["editors"]["rome"].update(layer=-1),
+     "editors.rome.layer: layer -1 is outside model 'tiny-llama' \\(it has layers 0..3\\)"),
+    (lambda c: c["editors"]["rome"].update(layer=4), "editors.rome.layer: layer 4 is outside model 'tiny-llama'"),
+    (lambda c: c["editors"]["ft_l"].update(layers=[1, 9]), "editors.ft_l.layers: layer 9 is outside"),
+    (lambda c: c["models"]["tiny-llama"].update(hparams="smollm2-135m"),
+     "editors.rome: layer 5 \\(layers of hparams set 'smollm2-135m', src/edit_retention/hparams/rome/smollm2-135m.yaml\\)"),
+    (lambda c: c["remedies"]["freeze"].update(freeze="layers:2-7"),
+     "remedies.freeze.freeze \\(model 'tiny-llama', editor 'rome'\\): layer 4 is outside the model \\(it has layers 0..3\\)"),
+    (lambda c: c["remedies"]["freeze"].update(freeze="train:5-end"), "remedies.freeze.freeze .*names no block range"),
+])
+def test_layers_outside_the_model_stop_at_parse_time(smoke, mutate, message):
+    """Issue 14: a layer index or freezing range is checked against the model's block count
+    (a random model's config here) before any job, not in the edit or fine-tuning job."""
+    mutate(smoke)
+    with pytest.raises(InputError, match="^smoke.yaml: " + message):
+        check_study(smoke, where="smoke.yaml")
+
+
+def test_a_built_model_gives_its_block_count(cfg, tmp_path):
+    """The default's GGUF model is not parsed at every start; once built, its config.json
+    is read, so a rerun that would cost built artifacts is always checked."""
+    cfg["editors"]["rome"]["layer"] = 40
+    check_study(cfg, where="params.yaml", built_root=tmp_path)          # not built: the edit job checks
+    base = tmp_path / "smollm2-135m/base"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 30}))
+    with pytest.raises(InputError, match="editors.rome.layer: layer 40 is outside model 'smollm2-135m' "
+                                         "\\(it has layers 0..29\\)"):
+        check_study(cfg, where="params.yaml", built_root=tmp_path)
+    cfg["editors"]["rome"]["layer"] = 29
+    check_study(cfg, where="params.yaml", built_root=tmp_path)
+
+
+def test_a_local_model_folder_gives_its_block_count(cfg, tiny_model_dir):
+    cfg["models"]["local"] = {"source": {"type": "hf", "id": str(tiny_model_dir)}}
+    cfg["grid"]["models"] = ["local"]
+    n = json.loads((tiny_model_dir / "config.json").read_text())["num_hidden_layers"]
+    cfg["editors"]["rome"]["layer"] = n
+    with pytest.raises(InputError, match=f"layer {n} is outside model 'local' \\(it has layers 0..{n - 1}\\)"):
+        check_study(cfg, where="params.yaml")

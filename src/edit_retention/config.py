@@ -32,6 +32,7 @@ from .finetune import FinetuneArgs, MethodSpec
 from .freezing import check_freeze
 from .io import InputError, read_utf8
 from .launch import check_launch
+from .layer_check import check_layers
 from .models import check_source as check_model_source
 from .paraphrase_lm_args import check_paraphrase_config
 from .tasks import check_source, get_task
@@ -144,10 +145,12 @@ def _check_sources(config: dict, where: str, layers) -> None:
                              "tasks", name, "source")
 
 
-def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA, layers=None) -> None:
+def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA, layers=None,
+                built_root: Path | None = Path("data/models")) -> None:
     """Raise InputError (naming file and key) for anything that would fail later. ``layers``
     (``config_layers``): the config files merged into ``config``, to name the one that sets
-    a bad key; ``where`` names the config otherwise."""
+    a bad key; ``where`` names the config otherwise. ``built_root``: where built models are
+    (``<model>/base/config.json`` gives a model's block count; ``layer_check``)."""
     validate_schema(config, where, schema_path, layers)
     g = config["grid"]
     for key in ("models", "editors", "tasks", "remedies", "seeds"):
@@ -180,6 +183,7 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA,
                 make_hparams(name, config["editors"][name], hset)
             except InputError as e:
                 raise InputError(f"{where}: editors.{name} (model {model}): {e}") from e
+    check_layers(config, lambda *path: key_where(where, layers, *path), built_root)
     for name in g["tasks"]:
         FinetuneArgs.from_dict(config["tasks"][name].get("params", {}), where=f"{where}: tasks.{name}.params")
     check_launch(config, g["tasks"], key_where(where, layers, "launch", "processes"))
