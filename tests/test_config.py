@@ -27,7 +27,7 @@ def test_default_and_smoke_configs_are_valid(cfg):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda c: c.update(colour="blue"), "Additional properties are not allowed"),
+    (lambda c: c.update(colour="blue"), "params.yaml: \\(top level\\): unknown key 'colour'"),
     (lambda c: c["select"].update(n_edit="many"), "select.n_edit: 'many' is not of type 'integer'"),
     (lambda c: c["grid"].update(editors=["rome", "ft_l", "memitt"]), "grid.editors\\[2\\]: unknown editor"),
     (lambda c: c["grid"].update(models=["gpt5"]), "grid.models\\[0\\]: unknown model 'gpt5'"),
@@ -49,6 +49,18 @@ def test_default_and_smoke_configs_are_valid(cfg):
     (lambda c: c["tasks"]["text"]["params"].update(batch_size=0), "key 'batch_size' must be > 0"),
     (lambda c: c["tasks"]["text"]["params"].update(lr=-1e-4), "tasks.text.params"),
     (lambda c: c["health"].update(min_control_agreement=1.5), "health.min_control_agreement"),
+    # one short line naming the key, never "not valid under any of the given schemas" (issue 14 item 5)
+    (lambda c: c["remedies"].update(lora={"paraphrase_k": 0, "freeze": "none",
+                                          "method": {"type": "lora", "target_module": "q_proj"}}),
+     "^params.yaml: remedies.lora.method: unknown key 'target_module'; did you mean 'target_modules'\\? "
+     "\\(allowed: type, r, alpha, dropout, target_modules\\)$"),
+    (lambda c: c["remedies"].update(lora={"paraphrase_k": 0, "freeze": "none", "method": {"type": "lora", "r": 0}}),
+     "^params.yaml: remedies.lora.method.r: 0 is less than the minimum of 1$"),
+    (lambda c: c["remedies"].update(lora={"paraphrase_k": 0, "freeze": "none", "method": 5}),
+     "^params.yaml: remedies.lora.method: 5 is not a string or mapping$"),
+    (lambda c: c["remedies"].update(lora={"paraphrase_k": 0, "freeze": "none", "method": "lorra"}),
+     "^params.yaml: remedies.lora.method: 'lorra' is not one of \\['full', 'lora', 'dora'\\]$"),
+    (lambda c: c["select"].update(n_edt=3), "^params.yaml: select: unknown key 'n_edt'; did you mean 'n_edit'\\?"),
 ])
 def test_bad_config_names_the_key(cfg, mutate, message):
     mutate(cfg)

@@ -289,7 +289,7 @@ def test_lm_generator_config_is_valid(cfg):
 @pytest.mark.parametrize("mutate, message", [
     (lambda p: p["lm"].update(model="gpt5"), "paraphrase.lm.model: unknown model 'gpt5' \\(known: smollm2-135m\\)"),
     (lambda p: p["lm"].update(n_candidates="many"), "paraphrase.lm.n_candidates: 'many' is not of type 'integer'"),
-    (lambda p: p["lm"].update(temprature=1.0), "paraphrase.lm: Additional properties are not allowed"),
+    (lambda p: p["lm"].update(temprature=1.0), "paraphrase.lm: unknown key 'temprature'; did you mean 'temperature'"),
     (lambda p: p["lm"].update(max_new_tokens=1000), "paraphrase.lm.max_new_tokens: 1000 is greater than"),
     (lambda p: p["lm"].update(mode="merge"), "paraphrase.lm.mode: 'merge' is not one of"),
     (lambda p: p.update(generator="gpt"), "paraphrase.generator: 'gpt' is not one of"),

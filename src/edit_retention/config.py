@@ -27,7 +27,7 @@ from .corpus import SOURCE_KEYS as CORPUS_SOURCE_KEYS
 from .data_root import resolve_source
 from .editors import EDITORS, make_hparams
 from .facts import SOURCE_KEYS as FACT_SOURCE_KEYS
-from .fields import check_source_keys
+from .fields import check_source_keys, unknown_key
 from .finetune import FinetuneArgs, MethodSpec
 from .freezing import check_freeze
 from .io import InputError, read_utf8
@@ -93,9 +93,46 @@ def validate_schema(config: dict, where: str = "config", schema_path: Path = SCH
     validator = validators.extend(jsonschema.Draft202012Validator, {"properties": set_defaults})(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
     if errors:
-        e = errors[0]
+        e = _innermost(errors[0])
         path = list(e.absolute_path)
-        raise InputError(f"{key_where(where, layers, *path) if path else where + ': (top level)'}: {e.message}")
+        at = key_where(where, layers, *path) if path else where + ": (top level)"
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            allowed = list(e.schema.get("properties", {}))
+            extra = [k for k in e.instance if k not in allowed]
+            if extra:
+                raise unknown_key(at, extra[0], allowed)
+        raise InputError(f"{at}: {_short(e.message)}")
+
+
+def _innermost(e):
+    """For a value that fits none of a oneOf/anyOf's alternatives, the error of the
+    alternative of the value's own type (a mapping: the object schema), recursively."""
+    while e.validator in ("oneOf", "anyOf") and e.context:
+        kinds = [alt.get("type") for alt in e.validator_value if isinstance(alt, dict)]
+        if all(k and not _is_type(e.instance, k) for k in kinds):    # none fits its type: say which would
+            e.message = f"{e.instance!r} is not a {' or '.join(_TYPE_WORDS.get(k, k) for k in kinds)}"
+            break
+        same_type = [c for c in e.context if c.validator != "type" and len(c.relative_schema_path) > 0]
+        if not same_type:
+            break
+        e = min(same_type, key=lambda c: (c.validator == "enum" and not isinstance(c.instance, str), -len(c.path)))
+    return e
+
+
+_TYPE_WORDS = {"string": "string", "object": "mapping", "array": "list", "integer": "integer", "number": "number",
+               "boolean": "boolean", "null": "null"}
+
+
+def _is_type(value, kind: str) -> bool:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(value, kind)
+
+
+def _short(message: str, limit: int = 300) -> str:
+    """jsonschema quotes whole values; keep a message to one readable line."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[:limit] + " ..."
 
 
 def _known(where, key, names, known, what):
