@@ -38,7 +38,8 @@ def test_two_identical_runs_write_identical_artifacts(tiny_model_dir, tmp_path, 
     caplog.set_level(logging.INFO, logger="edit_retention.timings")
     first = _stats_and_edit(tmp_path, tiny_model_dir, "a", monkeypatch)
     second = _stats_and_edit(tmp_path, tiny_model_dir, "b", monkeypatch)
-    assert set(first) == {"stats/layer1.safetensors", "edit/delta.safetensors", "edit/log.json"}
+    assert set(first) == {"stats/layer1.safetensors", "stats/MANIFEST.sha256", "edit/delta.safetensors",
+                          "edit/log.json", "edit/MANIFEST.sha256"}
     assert first == second, [f for f in first if first[f] != second[f]]
     with safe_open(str(tmp_path / "a/stats/layer1.safetensors"), framework="pt") as f:
         meta = json.loads(f.metadata()["meta"])

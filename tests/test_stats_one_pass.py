@@ -31,10 +31,11 @@ def test_cli_writes_one_file_per_layer_identical_to_single_layer_runs(tiny_model
     write_jsonl(corpus, [{"text": t} for t in TEXTS + ["Beyond --n-samples: never read."]])
     assert _stats_cli(tiny_model_dir, corpus, tmp_path / "all", 2, 0, 3, 2) == 0
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == [
-        "layer0.safetensors", "layer2.safetensors", "layer3.safetensors"]
+        "MANIFEST.sha256", "layer0.safetensors", "layer2.safetensors", "layer3.safetensors"]
     for layer in (0, 2, 3):
         assert _stats_cli(tiny_model_dir, corpus, tmp_path / f"one{layer}", layer) == 0
-        assert [p.name for p in (tmp_path / f"one{layer}").iterdir()] == [f"layer{layer}.safetensors"]
+        assert sorted(p.name for p in (tmp_path / f"one{layer}").iterdir()) == [
+            "MANIFEST.sha256", f"layer{layer}.safetensors"]
         one, many = layer_file(tmp_path / f"one{layer}", layer), layer_file(tmp_path / "all", layer)
         assert one.read_bytes() == many.read_bytes(), layer
         stats, meta = load_stats(many)

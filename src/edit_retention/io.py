@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .checksums import write_manifest
+
 
 class InputError(ValueError):
     """Bad user input; the message names the file, record and field."""
@@ -54,7 +56,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; swap it into place on success."""
+    """Yield a temporary directory next to ``path``; on success write its checksum manifest
+    (``checksums.MANIFEST``) and swap it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_stale(path)
@@ -62,6 +65,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o755)
     try:
         yield tmp
+        write_manifest(tmp)             # checksums.verify checks it on load
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

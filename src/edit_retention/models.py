@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .fields import check_source_keys, unknown_key
+from .checksums import verify
 from .io import InputError, atomic_dir, write_json
 
 
@@ -119,6 +120,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu", dtype: torch.dtype 
     path = Path(path)
     if not (path / "config.json").exists():
         raise InputError(f"{path}: not a prepared model folder (no config.json); run the prepare_model stage")
+    verify(path)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

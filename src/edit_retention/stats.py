@@ -29,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from .checksums import verify
 from .io import InputError, atomic_path, without_timings
 from .memory import AUTO, auto_batch_size, backoff_chunks, sequence_bytes
 from .models import arch_of, check_layers, get_module
@@ -147,6 +148,7 @@ def load_stats(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     """Read a file written by :func:`save_stats`: ``({layer: C}, meta)``."""
     if not os.path.exists(path):
         raise InputError(f"{path}: statistics file not found; run the layer_stats stage")
+    verify(path)
     stats: dict[int, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:

@@ -28,6 +28,7 @@ from typing import Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..checksums import verify
 from ..io import InputError, atomic_dir, read_json, without_timings, write_json
 from ..records import fill
 
@@ -96,6 +97,7 @@ def load_edit(path: str | os.PathLike) -> EditResult:
     for f in ("delta.safetensors", "log.json"):
         if not (path / f).exists():
             raise InputError(f"{path}: not an edit folder (no {f}); run the apply_edits stage")
+    verify(path)
     return EditResult(deltas=load_file(str(path / "delta.safetensors")), log=read_json(path / "log.json"))
 
 

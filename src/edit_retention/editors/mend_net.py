@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..checksums import verify
 from ..io import InputError, atomic_dir, read_json, without_timings, write_json
 from .base import EditError
 
@@ -121,6 +122,7 @@ def load_hypernet(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
     for f in (TENSORS, CONFIG):
         if not (path / f).is_file():
             raise InputError(f"{path}: not a MEND hypernetwork folder (no {f}); run the train_mend stage")
+    verify(path)
     config = read_json(path / CONFIG)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise InputError(f"{path / CONFIG}: not a MEND hypernetwork config (expected format {FORMAT!r})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from ..checksums import write_manifest
 from ..io import read_texts
 from ..models import check_layers, load_model
 from ..stats import Mom2, compute_mom2, layer_file, save_stats
@@ -26,3 +27,4 @@ def run(a) -> None:
         save_stats(layer_file(a.out_dir, layer), Mom2({layer: stats[layer]}, stats.tokens, stats.texts),
                    {"layer": layer, "n_samples": len(texts), "max_len": a.max_len, "corpus": a.corpus,
                     "seconds": seconds})
+    write_manifest(a.out_dir)       # load_stats checks each file against it

@@ -1,0 +1,75 @@
+"""Content checksums of folder artifacts, written when their job finishes and checked on load.
+
+Snakemake tracks a folder output (a model, an edit, layer statistics) by its time stamp, so
+a truncated or hand-edited file inside it is invisible to the plan. Every folder a job
+writes through ``io.atomic_dir`` (and the layer statistics folder) therefore holds
+``MANIFEST.sha256``, in ``sha256sum`` format (``sha256sum -c MANIFEST.sha256`` checks it by
+hand), and the loaders call ``verify`` before they read: a file whose bytes differ, or
+that is missing, is named with the command that rebuilds it. A folder without a manifest
+(a model folder of the user's, artifacts from before manifests) is read as it is.
+
+Standard library only (io imports it).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+MANIFEST = "MANIFEST.sha256"
+_seen: dict[tuple[str, int, int], str] = {}     # (path, size, mtime_ns) -> digest, within one process
+
+
+def digest(path: str | os.PathLike) -> str:
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _seen:
+        with open(p, "rb") as f:
+            _seen[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _seen[key]
+
+
+def write_manifest(folder: str | os.PathLike) -> Path:
+    """Write ``folder/MANIFEST.sha256`` over every file below ``folder`` (sorted paths)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    lines = [f"{digest(p)}  {p.relative_to(folder).as_posix()}\n" for p in files]
+    out = folder / MANIFEST
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text("".join(lines))
+    os.replace(tmp, out)
+    return out
+
+
+def read_manifest(folder: Path) -> dict[str, str] | None:
+    m = folder / MANIFEST
+    if not m.is_file():
+        return None
+    out = {}
+    for line in m.read_text().splitlines():
+        h, _, rel = line.partition("  ")
+        if rel:
+            out[rel] = h
+    return out
+
+
+def verify(path: str | os.PathLike) -> None:
+    """Check a folder artifact (every file its manifest lists) or one file of it against the
+    manifest; InputError naming the file and the rebuild command on a mismatch."""
+    from .io import InputError
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    entries = read_manifest(folder)
+    if entries is None:
+        return
+    if not path.is_dir():
+        rel = path.name
+        entries = {rel: entries[rel]} if rel in entries else {}
+    for rel, h in entries.items():
+        f = folder / rel
+        what = "is missing" if not f.is_file() else ("differs from" if digest(f) != h else None)
+        if what:
+            raise InputError(f"{f}: damaged or changed since its job wrote it ({what} the SHA-256 in "
+                             f"{folder / MANIFEST}); rebuild it: snakemake --cores all --forcerun {folder}")
