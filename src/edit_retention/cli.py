@@ -22,6 +22,7 @@ import sys
 from .cli_args import add_stage_parsers
 from .io import InputError
 from .memory import is_out_of_memory, out_of_memory_message, set_job_memory
+from .storage_errors import storage_problem
 
 log = logging.getLogger("edit_retention")
 
@@ -70,9 +71,13 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (MemoryError, RuntimeError) as e:
-        if not is_out_of_memory(e):
+    except Exception as e:
+        if isinstance(e, (MemoryError, RuntimeError)) and is_out_of_memory(e):
+            print(f"error: {out_of_memory_message(a.cmd, getattr(a, 'device', 'cpu'), e)}", file=sys.stderr)
+            return 3
+        message = storage_problem(a.cmd, e)      # a full disk or an unwritable folder: one line
+        if message is None:
             raise
-        print(f"error: {out_of_memory_message(a.cmd, getattr(a, 'device', 'cpu'), e)}", file=sys.stderr)
-        return 3
+        print(f"error: {message}", file=sys.stderr)
+        return 4
     return 0
