@@ -273,3 +273,29 @@ def test_a_local_model_folder_gives_its_block_count(cfg, tiny_model_dir):
     cfg["editors"]["rome"]["layer"] = n
     with pytest.raises(InputError, match=f"layer {n} is outside model 'local' \\(it has layers 0..{n - 1}\\)"):
         check_study(cfg, where="params.yaml")
+
+
+def test_cuda_without_a_gpu_stops_before_any_job_and_keeps_built_files(tmp_path):
+    """Issue 14 item 4: `device: cuda` on a machine without CUDA stops once the executor is
+    known (local jobs), before any job deletes its old outputs: the built fact file stays."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: the refusal cannot happen here")
+    for name in ("Snakefile", "workflow", "profiles", "params.yaml", "src", "sources"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    built = tmp_path / "data/facts/builtin/records.jsonl"
+    built.parent.mkdir(parents=True)
+    built.write_text('{"built": "before"}\n')
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    r = subprocess.run(["snakemake", "--cores", "1", "--config", "device=cuda", "--forcerun", "prepare_facts",
+                        "data/facts/builtin/records.jsonl"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "device: device 'cuda' was asked for but no CUDA GPU is visible" in out, out[-3000:]
+    assert "nothing was run" in out and "Finished job" not in out
+    assert built.read_text() == '{"built": "before"}\n'

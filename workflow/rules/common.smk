@@ -20,6 +20,19 @@ def study_config_files():
 check_study(config, where=f"study config ({' + '.join(study_config_files()) or 'none'})",
             layers=config_layers(study_config_files(), workflow.config_settings.config))
 
+# What depends on where the jobs run is checked once Snakemake has chosen its executor and
+# before any job starts (a job's old outputs are deleted when it starts): a CUDA device asked
+# for on a machine that has none, when the jobs run on this machine.
+onstart:
+    if str(config["device"]).startswith("cuda") and not workflow.executor_plugin.common_settings.non_local_exec:
+        from edit_retention.models import resolve_device
+
+        try:
+            resolve_device(config["device"])
+        except ValueError as e:
+            raise ValueError(f"study config ({' + '.join(study_config_files()) or 'none'}): device: {e}; "
+                             "nothing was run") from None
+
 # Rules call `python` from their software environment: the rule's conda env under
 # --software-deployment-method conda (workflow/envs/), else the interpreter running Snakemake.
 _path = [os.path.dirname(sys.executable), *os.environ.get("PATH", "").split(os.pathsep)]
