@@ -79,3 +79,30 @@ def test_task_score_axis_names_the_tasks_own_metric(tables):
     fig = build("freezing", with_score)
     labels = [ax.get_ylabel() for ax in fig.axes]
     assert "eval_perplexity (mean over seeds)" in labels and not any("task_score" in l for l in labels)
+
+
+def test_figure_1_shows_each_protocol_and_the_reference_pairing(tables):
+    """One group per editor x protocol, and the reference study's asymmetric pairing: its
+    edited bar is the edited first-token retention, its intrinsic bar the intrinsic
+    generation-contains retention."""
+    import pandas as pd
+    from matplotlib.container import BarContainer
+
+    cells = tables[0].cells
+    ft = cells[cells.metric == "retention_rewrite@first_token"]
+    assert not ft.empty
+    gen = ft.assign(metric="retention_rewrite@generation_contains", value=ft.value * 0.5, ci_low=ft.ci_low * 0.5,
+                    ci_high=ft.ci_high * 0.5)
+    ax = build("retention_by_editor", pd.concat([cells, gen], ignore_index=True)).axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[:4] == ["memit\nprobability", "memit\nfirst token", "memit\ngeneration\ncontains",
+                          "memit\nreference\npairing"] and len(labels) == 8
+    bars = {c.get_label(): [b.get_height() for b in c] for c in ax.containers if isinstance(c, BarContainer)}
+
+    def value(rows, knowledge):
+        r = rows[(rows.editor == "memit") & (rows.remedy == "none") & (rows.phase == "finetuned")
+                 & (rows.knowledge == knowledge)]
+        return float(r.value.iloc[0])
+    assert bars["edited"][3] == pytest.approx(value(ft, "edited"))
+    assert bars["intrinsic"][3] == pytest.approx(value(gen, "intrinsic"))
+    assert bars["intrinsic"][1] == pytest.approx(value(ft, "intrinsic"))

@@ -11,7 +11,7 @@ Usage::
 One module per figure (``build(cells, fits) -> Figure``), all drawn with ``style``; a
 figure whose cells the grid lacks renders a "not in this grid" panel, never an error.
 
-    retention_by_editor     1 edited vs intrinsic retention per editor x task (bars, 95% CI)
+    retention_by_editor     1 edited vs intrinsic retention per editor x protocol x task (bars, 95% CI)
     retention_vs_steps      2 retention vs fine-tuning step, edited vs intrinsic (bands)
     retention_vs_k          3 edited retention vs paraphrase count k, per editor
     freezing                4 retention per freezing strategy, downstream score beside it
