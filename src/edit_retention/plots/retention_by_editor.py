@@ -55,7 +55,7 @@ def build(cells, fits):
         frames = [(st["label"], st, pd.concat(series[k]).set_index("group") if series[k] else pd.DataFrame())
                   for k, st in style.KNOWLEDGE.items()]
         style.bars(ax, groups, frames)
-        ax.set_title(title, fontsize=style.FONT["title"])
+        ax.set_title(title if len(editors) > 1 else f"{title}: {editors[0]}", fontsize=style.FONT["title"])
         ax.set_ylabel(style.RETENTION_LABEL, fontsize=style.FONT["label"])
     style.legend(fig, axes)
     return fig
