@@ -8,13 +8,15 @@ hand), and the loaders call ``verify`` before they read: a file whose bytes diff
 that is missing, is named with the command that rebuilds it. A folder without a manifest
 (a model folder of the user's, artifacts from before manifests) is read as it is.
 
-Standard library only (io imports it).
+Standard library only (io imports it; the error comes from ``errors``).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
+
+from .errors import InputError
 
 MANIFEST = "MANIFEST.sha256"
 _seen: dict[tuple[str, int, int], str] = {}     # (path, size, mtime_ns) -> digest, within one process
@@ -57,8 +59,6 @@ def read_manifest(folder: Path) -> dict[str, str] | None:
 def verify(path: str | os.PathLike) -> None:
     """Check a folder artifact (every file its manifest lists) or one file of it against the
     manifest; InputError naming the file and the rebuild command on a mismatch."""
-    from .io import InputError
-
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     entries = read_manifest(folder)

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .checksums import write_manifest
+from .errors import InputError  # noqa: F401  (the error every module raises, defined without imports)
 
 
-class InputError(ValueError):
-    """Bad user input; the message names the file, record and field."""
 
 
 def _clear_stale(path: Path) -> None:
