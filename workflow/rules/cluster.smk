@@ -5,7 +5,8 @@ import sys
 from edit_retention.cluster import scheduler_hints
 
 
-onerror:
+def print_scheduler_hints(log):
+    """Called by common.smk's onerror (a workflow has one onerror handler)."""
     from pathlib import Path
 
     # Snakemake passes the run's log file (a list of them in Snakemake 9).

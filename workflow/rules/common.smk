@@ -5,7 +5,14 @@ import sys
 
 from edit_retention.codeinputs import stage_inputs
 from edit_retention.config import check_study, config_layers
+from edit_retention import keep_built
 from edit_retention.plots import FIGURES as FIGURE_NAMES
+
+_KEPT = {}  # filled by onstart, read by onerror
+
+
+def _to_stderr(line):
+    print(line, file=sys.stderr)
 
 
 def study_config_files():
@@ -32,6 +39,19 @@ onstart:
         except ValueError as e:
             raise ValueError(f"study config ({' + '.join(study_config_files()) or 'none'}): device: {e}; "
                              "nothing was run") from None
+    # A failed run leaves what was built before it (edit_retention.keep_built): the outputs
+    # the jobs about to run would delete are hard-linked aside, and put back if their job fails.
+    _KEPT.update(keep_built.snapshot(workflow, log=_to_stderr))
+
+
+onsuccess:
+    keep_built.discard(workflow)
+
+
+onerror:
+    keep_built.restore(workflow, _KEPT, log=_to_stderr)
+    print_scheduler_hints(log)  # workflow/rules/cluster.smk
+
 
 # Rules call `python` from their software environment: the rule's conda env under
 # --software-deployment-method conda (workflow/envs/), else the interpreter running Snakemake.
