@@ -85,3 +85,73 @@ def test_a_statistics_file_is_checked_against_its_folder_manifest(tmp_path):
     with pytest.raises(InputError, match=f"{f}: damaged .*--forcerun {d}$"):
         load_stats(f)
     verify(tmp_path)   # a folder with no manifest: nothing to check
+
+
+# Single data files (issue 14 item 7, second half): a hidden sidecar .<name>.sha256.
+
+def _scores(tmp_path):
+    from edit_retention.io import write_jsonl
+
+    path = tmp_path / "scores/rome/k0.jsonl"
+    write_jsonl(path, [{"case_id": i, "p_new": 0.5 + i / 10} for i in range(3)])
+    return path
+
+
+def test_a_data_file_gets_a_sidecar_sha256sum_accepts(tmp_path):
+    from edit_retention.checksums import sidecar
+
+    path = _scores(tmp_path)
+    side = sidecar(path)
+    assert side.name == ".k0.jsonl.sha256" and side.read_text().endswith("  k0.jsonl\n")
+    assert subprocess.run(["sha256sum", "-c", side.name], cwd=path.parent, capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("damage", ["truncate", "hand_edit"])
+def test_a_damaged_data_file_is_named_with_its_rebuild_command(tmp_path, damage):
+    from edit_retention.io import read_jsonl
+
+    path = _scores(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else data.replace(b"0.5", b"0.9"))
+    with pytest.raises(InputError, match=rf"{path}: damaged or changed since its job wrote it .*"
+                                         rf"rebuild it: snakemake --cores all --forcerun {path}"):
+        read_jsonl(path)
+
+
+def test_csv_and_json_readers_check_the_sidecar_and_user_files_read_as_they_are(tmp_path):
+    import pandas as pd
+
+    from edit_retention.io import atomic_path, read_json, read_jsonl, write_json
+    from edit_retention.tables import read_table
+
+    csv = tmp_path / "cells.csv"
+    with atomic_path(csv, suffix=".csv") as tmp:
+        pd.DataFrame({"model": ["m"], "value": [0.5]}).to_csv(tmp, index=False)
+    assert read_table(csv)["value"].tolist() == [0.5]
+    csv.write_text(csv.read_text().replace("0.5", "0.7"))
+    with pytest.raises(InputError, match="cells.csv: damaged"):
+        read_table(csv)
+    js = tmp_path / "metrics.json"
+    write_json(js, {"a": 1})
+    js.write_text('{"a": 2}\n')
+    with pytest.raises(InputError, match="metrics.json: damaged"):
+        read_json(js)
+    # A file of the user's (no sidecar) is read as it is.
+    (tmp_path / "facts.jsonl").write_text('{"case_id": 1}\n')
+    assert read_jsonl(tmp_path / "facts.jsonl") == [{"case_id": 1}]
+    # A figure (not a data file) and a file inside a folder artifact get no sidecar.
+    with atomic_path(tmp_path / "fig.png", suffix=".png") as tmp:
+        tmp.write_bytes(b"png")
+    with atomic_dir(tmp_path / "edit") as d:
+        write_json(d / "log.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".cells.csv.sha256",
+                                                                                   ".metrics.json.sha256"]
+    assert sorted(p.name for p in (tmp_path / "edit").iterdir()) == [MANIFEST, "log.json"]
+
+
+def test_a_rewrite_replaces_the_sidecar(tmp_path):
+    from edit_retention.io import read_jsonl, write_jsonl
+
+    path = _scores(tmp_path)
+    write_jsonl(path, [{"case_id": 9}])
+    assert read_jsonl(path) == [{"case_id": 9}]

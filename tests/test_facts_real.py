@@ -332,12 +332,18 @@ def test_knowedit_relation_field_and_errors(tmp_path):
 
 # ---------------------------------------------------------------- pararel
 
+def _plain_jsonl(path: Path, rows: list) -> None:
+    """A downloaded data file: plain JSONL, no checksum sidecar (a file of the user's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def write_pararel(root: Path, patterns: dict, facts: dict) -> str:
     for rel, pats in patterns.items():
-        write_jsonl(root / "patterns" / f"{rel}.jsonl", [{"pattern": p} for p in pats])
+        _plain_jsonl(root / "patterns" / f"{rel}.jsonl", [{"pattern": p} for p in pats])
     for rel, pairs in facts.items():
-        write_jsonl(root / "trex" / f"{rel}.jsonl", [{"sub_label": s, "obj_label": o, "uuid": str(i)}
-                                                    for i, (s, o) in enumerate(pairs)])
+        _plain_jsonl(root / "trex" / f"{rel}.jsonl", [{"sub_label": s, "obj_label": o, "uuid": str(i)}
+                                                     for i, (s, o) in enumerate(pairs)])
     return str(root)
 
 
@@ -497,7 +503,7 @@ def realdata():
 
 
 def test_realdata_config_is_valid_and_names_files_under_the_data_root(realdata):
-    check_study(realdata, where="realdata.yaml")
+    check_study(realdata, where="realdata.yaml", files=DATASETS.exists())
     assert realdata["data_root"] == "../shared/datasets"
     assert {f: s["source"]["type"] for f, s in realdata["facts"].items() if f != "builtin"} == {
         "counterfact-easyedit": "counterfact_easyedit", "counterfact": "counterfact", "zsre": "zsre"}

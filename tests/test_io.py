@@ -17,7 +17,8 @@ def test_atomic_path_keeps_old_file_on_crash(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert read_jsonl(p) == [{"a": 1}]
-    assert [x.name for x in tmp_path.iterdir()] == ["out.jsonl"]
+    # the old file and its checksum sidecar (still matching: read_jsonl checked it), no temporary
+    assert sorted(x.name for x in tmp_path.iterdir()) == [".out.jsonl.sha256", "out.jsonl"]
 
 
 def test_atomic_dir_leaves_nothing_on_crash(tmp_path):
@@ -74,7 +75,8 @@ def test_stale_temporaries_of_a_killed_writer_are_cleared(tmp_path):
     write_text(tmp_path / "out.json", "{}")
     with atomic_dir(tmp_path / "model") as d:
         (d / "w").write_text("1")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.abc.tmp", "model", "out.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.abc.tmp", ".out.json.sha256", "model",
+                                                          "out.json"]
 
 
 def test_jsonl_lines_are_sorted_compact_utf8(tmp_path):

@@ -127,6 +127,11 @@ def test_nan_kept_and_written(tmp_path):
 def test_empty_scores_file_raises_naming_it(tmp_path):
     paths = _files(tmp_path)
     paths["finetuned"].write_text("")
+    # Emptied after its job wrote it: the checksum sidecar names it with the rebuild command.
+    with pytest.raises(InputError, match=r"finetuned.jsonl: damaged .* --forcerun .*finetuned.jsonl"):
+        summarize([_cell(paths)])
+    # Empty as written (no sidecar, e.g. a file of the user's): the cell is named.
+    (tmp_path / ".finetuned.jsonl.sha256").unlink()
     with pytest.raises(InputError, match=r"editor=rome.*finetuned.jsonl is empty"):
         summarize([_cell(paths)])
 

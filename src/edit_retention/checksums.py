@@ -8,6 +8,11 @@ hand), and the loaders call ``verify`` before they read: a file whose bytes diff
 that is missing, is named with the command that rebuilds it. A folder without a manifest
 (a model folder of the user's, artifacts from before manifests) is read as it is.
 
+Single data files a job writes (JSONL, CSV, JSON: scores, records, summaries) get a hidden
+sidecar ``.<name>.sha256`` next to them (``write_sidecar``, called by ``io.atomic_path``),
+checked by the readers (``verify_file``): a truncated scores file is named the same way. A
+file without a sidecar (an input of the user's) is read as it is.
+
 Standard library only (io imports it; the error comes from ``errors``).
 """
 from __future__ import annotations
@@ -73,3 +78,45 @@ def verify(path: str | os.PathLike) -> None:
         if what:
             raise InputError(f"{f}: damaged or changed since its job wrote it ({what} the SHA-256 in "
                              f"{folder / MANIFEST}); rebuild it: snakemake --cores all --forcerun {folder}")
+
+
+SIDECAR_SUFFIXES = frozenset({".jsonl", ".csv", ".json"})
+
+
+def sidecar(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.parent / f".{p.name}.sha256"
+
+
+def wants_sidecar(path: str | os.PathLike) -> bool:
+    """A data file written on its own (not inside a folder artifact, which has a manifest)."""
+    p = Path(path)
+    parent = p.parent.name
+    in_folder_artifact = parent.startswith(".") and parent.endswith(".tmp")
+    return p.suffix in SIDECAR_SUFFIXES and not in_folder_artifact
+
+
+def drop_sidecar(path: str | os.PathLike) -> None:
+    """Before a file is replaced: a crash between the two writes leaves a file without a
+    sidecar (read as it is), never a new file with the old checksum."""
+    sidecar(path).unlink(missing_ok=True)
+
+
+def write_sidecar(path: str | os.PathLike) -> None:
+    p = Path(path)
+    tmp = p.parent / f".{p.name}.sha256.tmp"
+    tmp.write_text(f"{digest(p)}  {p.name}\n")
+    os.replace(tmp, sidecar(p))
+
+
+def verify_file(path: str | os.PathLike, data: bytes | None = None) -> None:
+    """Check a single data file against its sidecar, when it has one (``data``: its bytes,
+    already read, to hash without reading again)."""
+    side = sidecar(path)
+    if not side.is_file():
+        return
+    want = side.read_text().partition("  ")[0]
+    got = hashlib.sha256(data).hexdigest() if data is not None else digest(path)
+    if got != want:
+        raise InputError(f"{path}: damaged or changed since its job wrote it (differs from the SHA-256 in "
+                         f"{side}); rebuild it: snakemake --cores all --forcerun {path}")

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .checksums import write_manifest
+from .checksums import drop_sidecar, verify_file, wants_sidecar, write_manifest, write_sidecar
 from .errors import InputError  # noqa: F401  (the error every module raises, defined without imports)
 
 
@@ -47,7 +47,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.chmod(tmp, 0o644)
     try:
         yield tmp
+        checked = wants_sidecar(path)   # JSONL/CSV/JSON data files: checksums.verify_file on read
+        if checked:
+            drop_sidecar(path)
         os.replace(tmp, path)
+        if checked:
+            write_sidecar(path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -116,6 +121,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_utf8(path: str | os.PathLike) -> str:
     """A text file's content; InputError naming the file, line and byte when it is not UTF-8."""
     data = Path(path).read_bytes()
+    verify_file(path, data)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -147,6 +153,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Every JSON object of a JSONL file, in order (blank lines are skipped)."""
     import jsonlines
 
+    verify_file(path)
     try:
         with open(path, "rb") as f, jsonlines.Reader(f, loads=json.loads) as reader:
             return list(reader.iter(type=dict, skip_empty=True))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .checksums import verify_file
 from .io import InputError, atomic_path, write_json
 
 COLUMNS = ["model", "editor", "task", "remedy", "seed", "knowledge", "phase", "metric", "value", "n"]
@@ -67,6 +68,7 @@ def write_summary(df: pd.DataFrame, csv_path: str | os.PathLike, metrics_path: s
 def read_summary(csv_path: str | os.PathLike) -> pd.DataFrame:
     """Read a summary CSV back with the column dtypes ``summarize`` produces."""
     path = Path(csv_path)
+    verify_file(path)
     text_cols = {c: str for c in ("model", "editor", "task", "remedy", "knowledge", "phase", "metric")}
     df = pd.read_csv(path, keep_default_na=False, na_values={"value": ["NaN"], "n": ["NaN"]},
                      dtype=text_cols)

@@ -25,11 +25,10 @@ Intervals are the two-way (facts x seeds) bootstrap intervals of ``bootstrap``.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from pathlib import Path
 
-from ..io import InputError
+from ..io import InputError, read_json
 from ..tables import read_table
 from . import style
 
@@ -47,7 +46,7 @@ def build(name: str, cells, fits: list | None = None):
 def _fits(path) -> list:
     if not path:
         return []
-    data = json.loads(Path(path).read_text())
+    data = read_json(path)
     return data.get("curves", []) if isinstance(data, dict) else data
 
 
