@@ -155,3 +155,18 @@ def test_a_rewrite_replaces_the_sidecar(tmp_path):
     path = _scores(tmp_path)
     write_jsonl(path, [{"case_id": 9}])
     assert read_jsonl(path) == [{"case_id": 9}]
+
+
+def test_a_source_file_the_pipeline_once_wrote_may_be_edited_by_hand(tmp_path):
+    """Exported facts (prepare-facts --out sources/facts.jsonl) used as a source: the user
+    edits them; a source is read as it is, the sidecar is only for artifacts."""
+    from edit_retention.facts import load_facts
+    from edit_retention.io import read_jsonl, write_jsonl
+
+    facts = load_facts({"type": "builtin", "per_relation": 6, "seed": 0}, {})
+    path = tmp_path / "facts.jsonl"
+    write_jsonl(path, facts)
+    path.write_text(path.read_text().replace(facts[0]["target_new"], "Atlantis", 1))
+    assert load_facts({"type": "jsonl", "path": str(path)}, {})[0]["target_new"] == "Atlantis"
+    with pytest.raises(InputError, match="damaged"):
+        read_jsonl(path)   # read as an artifact, it is named
