@@ -89,13 +89,6 @@ CASES = [
     # Snakemake reads --configfile before the workflow's code runs, and its message names no
     # file; `python -m edit_retention check-config FILE` names file and line (README).
     ("not yaml", "models: [unclosed\n", None, [], "parse", ["Config file is not valid JSON or YAML"]),
-    # 6. files: not UTF-8
-    ("latin-1 fact file", {"facts": {"mine": {"source": {"type": "jsonl", "path": "latin1.jsonl"}}},
-                           "grid": {"facts": "mine"}}, None, [], "parse",
-     ["facts.mine.source: latin1.jsonl: line 1 is not valid UTF-8"]),
-    ("missing fact file", {"facts": {"mine": {"source": {"type": "jsonl", "path": "no_such.jsonl"}}},
-                           "grid": {"facts": "mine"}}, None, [], "parse",
-     ["facts.mine.source: path: no such file or folder 'no_such.jsonl'"]),
     # 7. damaged artifacts: named with the command that rebuilds them
     ("truncated records", None, "data/facts/builtin-small/records.jsonl", ["--forcerun", "generate_paraphrases"],
      "job", ["records.jsonl: damaged or changed since its job wrote it",

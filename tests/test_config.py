@@ -310,14 +310,14 @@ def test_fact_and_corpus_files_in_use_exist_and_parse_at_parse_time(cfg, tmp_pat
     good.write_text('{"case_id": 1}\n')
     cfg["facts"]["mine"] = {"source": {"type": "jsonl", "path": str(good)}}
     cfg["grid"]["facts"] = "mine"
-    check_study(cfg, where="params.yaml")
+    check_study(cfg, where="params.yaml", files=True)
     cases = [(b'{"case_id": 1}\n{"case_id": 2,\n', "line 2 is not valid JSON"),
              ('{"s": "Z\xfcrich"}\n'.encode("latin-1"), "line 1 is not valid UTF-8")]
     for data, words in cases:
         good.write_bytes(data)
         with pytest.raises(InputError, match=f"^params.yaml: facts.mine.source: {good}: {words}"):
-            check_study(cfg, where="params.yaml")
+            check_study(cfg, where="params.yaml", files=True)
     cfg["facts"]["mine"]["source"]["path"] = str(tmp_path / "gone.jsonl")
     with pytest.raises(InputError, match="facts.mine.source: path: no such file or folder"):
-        check_study(cfg, where="params.yaml")
-    check_study(cfg, where="params.yaml", files=False)   # the shape alone
+        check_study(cfg, where="params.yaml", files=True)
+    check_study(cfg, where="params.yaml")   # the shape alone (the default)
