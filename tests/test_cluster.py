@@ -182,8 +182,8 @@ CELL = "tiny-llama/builtin-small/rome/none/text/s0"
 
 
 def test_cancelled_slurm_job_is_rebuilt(slurm_study, cluster):
-    """scancel a running fine-tuning job: Snakemake reports the CANCELLED job, its outputs
-    are not taken as built, and the rerun rebuilds them identically."""
+    """scancel a running fine-tuning job: Snakemake reports the CANCELLED job, the outputs
+    built before the run come back, and a forced rerun rebuilds them identically."""
     d = slurm_study["dir"]
     target = f"data/finetuned/{CELL}/metrics.json"
     before = (d / target).read_bytes()
@@ -208,8 +208,12 @@ def test_cancelled_slurm_job_is_rebuilt(slurm_study, cluster):
     assert proc.returncode != 0
     states = dict(re.findall(r"SLURM-job '(\d+)' failed, SLURM status is: '(\w+)'", out))
     assert states.get(job) == "CANCELLED", (job, states, out[-3000:])
-    assert planned_jobs(d, None, target).get("finetune") == 1   # not taken as built
-    slurm_snakemake(d, cluster, "--", target)
+    # Nothing half-written is taken as built: the forced job's old outputs, complete before
+    # the run, are put back (keep_built) with their metadata, so nothing is planned ...
+    assert "restored" in out and (d / target).read_bytes() == before, out[-3000:]
+    assert "finetune" not in planned_jobs(d, None, target)
+    # ... and a forced rerun on the cluster rebuilds them identically.
+    slurm_snakemake(d, cluster, "--forcerun", "finetune", "--", target)
     assert (d / target).read_bytes() == before
 
 
