@@ -503,7 +503,7 @@ def realdata():
 
 
 def test_realdata_config_is_valid_and_names_files_under_the_data_root(realdata):
-    check_study(realdata, where="realdata.yaml", files=DATASETS.exists())
+    check_study(realdata, where="realdata.yaml")
     assert realdata["data_root"] == "../shared/datasets"
     assert {f: s["source"]["type"] for f, s in realdata["facts"].items() if f != "builtin"} == {
         "counterfact-easyedit": "counterfact_easyedit", "counterfact": "counterfact", "zsre": "zsre"}

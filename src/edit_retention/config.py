@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from .corpus import SOURCE_KEYS as CORPUS_SOURCE_KEYS
-from .data_root import check_files, resolve_source
+from .data_root import resolve_source
 from .editors import EDITORS, make_hparams
 from .facts import SOURCE_KEYS as FACT_SOURCE_KEYS
 from .fields import check_source_keys, unknown_key
@@ -157,7 +157,7 @@ def _check_source_at(check, source: dict, where: str, layers, *path) -> None:
                          f"merged key by key, so give a source of another type a new name") from e
 
 
-def _check_sources(config: dict, where: str, layers, files: bool = False) -> None:
+def _check_sources(config: dict, where: str, layers) -> None:
     """Every source's type and keys (all entries, in the grid or not), the files of the
     models in use (a model left in params.yaml need not be installed), and fact and corpus
     paths under the data root."""
@@ -180,25 +180,14 @@ def _check_sources(config: dict, where: str, layers, files: bool = False) -> Non
             task = get_task(t["type"])
             _check_source_at(lambda source, at: check_source(task, source, at), t["source"], where, layers,
                              "tasks", name, "source")
-    # The files of the sources in use exist and parse (a job would find out after Snakemake
-    # deleted its old outputs).
-    g = config["grid"]
-    in_use = [("facts", g["facts"]), ("corpora", g["corpus"])] + [("tasks", t) for t in g["tasks"]]
-    for section, name in in_use if files else []:
-        source = config[section].get(name, {}).get("source")
-        if isinstance(source, dict):
-            check_files(source, config.get("data_root"), key_where(where, layers, section, name, "source"))
 
 
 def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA, layers=None,
-                built_root: Path | None = Path("data/models"), files: bool = False) -> None:
+                built_root: Path | None = Path("data/models")) -> None:
     """Raise InputError (naming file and key) for anything that would fail later. ``layers``
     (``config_layers``): the config files merged into ``config``, to name the one that sets
     a bad key; ``where`` names the config otherwise. ``built_root``: where built models are
-    (``<model>/base/config.json`` gives a model's block count; ``layer_check``). ``files``:
-    also check that the local files of the grid's fact set, corpus and tasks exist and parse
-    (``data_root.check_files``). Off by default: the workflow's parse does not call it yet
-    (the SLURM tests rely on a corrupt fact file failing inside its job; see issue 14)."""
+    (``<model>/base/config.json`` gives a model's block count; ``layer_check``)."""
     validate_schema(config, where, schema_path, layers)
     g = config["grid"]
     for key in ("models", "editors", "tasks", "remedies", "seeds"):
@@ -220,7 +209,7 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA,
     _known(where, "grid.editors", g["editors"], EDITORS, "editor")
     _known(where, "grid.tasks", g["tasks"], config["tasks"], "task")
     _known(where, "grid.remedies", g["remedies"], config["remedies"], "remedy")
-    _check_sources(config, where, layers, files)
+    _check_sources(config, where, layers)
     if config["edit"]["regime"] == "groups" and config["edit"].get("batch_size", 0) < 1:
         raise InputError(f"{key_where(where, layers, 'edit', 'batch_size')}: edit.batch_size must be >= 1 with "
                          f"regime groups (facts per fresh model), got {config['edit'].get('batch_size', 0)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import logging
 import os
@@ -156,10 +157,11 @@ def read_jsonl(path: str | os.PathLike, verify: bool = True) -> list[dict]:
     """Every JSON object of a JSONL file, in order (blank lines are skipped)."""
     import jsonlines
 
+    data = Path(path).read_bytes()     # read once: hashed against the sidecar, then parsed
     if verify:
-        verify_file(path)
+        verify_file(path, data)
     try:
-        with open(path, "rb") as f, jsonlines.Reader(f, loads=json.loads) as reader:
+        with jsonlines.Reader(io.BytesIO(data), loads=json.loads) as reader:
             return list(reader.iter(type=dict, skip_empty=True))
     except jsonlines.InvalidLineError as e:
         cause = e.__cause__

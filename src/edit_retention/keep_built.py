@@ -82,7 +82,7 @@ def snapshot(workflow, log=print) -> dict:
                 shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else None
                 elsewhere.append(path)
                 continue
-            kept[path] = {"file": f, "key": key, "record": persistence.metadata(f), "dirs": times,
+            kept[path] = {"key": key, "record": persistence.metadata(f), "dirs": times,
                           "kept": dst}
     if elsewhere:
         log(f"Not kept in case a job fails (not on the file system of {persistence.path}): "
