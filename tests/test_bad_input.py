@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["data/models/tiny-llama/base", "data/facts/builtin-small/paraphrases.jsonl",
            "data/corpus/pydocs-small/builtin-small/train.jsonl"]
 SMOKE = "workflow/config/smoke.yaml"
+MINE = "data/facts/mine/records.jsonl"   # the job that reads the fact file of the rows that set one
 
 
 def _env():
@@ -37,6 +38,7 @@ def built(tmp_path_factory):
     assert r.returncode == 0, r.stderr[-3000:]
     (d / "not_a_model").mkdir()
     (d / "latin1.jsonl").write_bytes('{"subject": "Z\xfcrich"}\n'.encode("latin-1"))
+    (d / "broken.jsonl").write_text('{"case_id": 1}\n{"case_id": 2,\n')
     return d
 
 
@@ -89,6 +91,15 @@ CASES = [
     # Snakemake reads --configfile before the workflow's code runs, and its message names no
     # file; `python -m edit_retention check-config FILE` names file and line (README).
     ("not yaml", "models: [unclosed\n", None, [], "parse", ["Config file is not valid JSON or YAML"]),
+    # 6. files: not UTF-8, not JSON (stop before any job: the workflow's onstart)
+    ("latin-1 fact file", {"facts": {"mine": {"source": {"type": "jsonl", "path": "latin1.jsonl"}}},
+                           "grid": {"facts": "mine"}}, None, [MINE], "parse",
+     ["facts.mine.source: latin1.jsonl: line 1 is not valid UTF-8"]),
+    ("fact file not json", {"facts": {"mine": {"source": {"type": "jsonl", "path": "broken.jsonl"}}},
+                            "grid": {"facts": "mine"}}, None, [MINE], "parse",
+     ["override.yaml", "facts.mine.source: broken.jsonl: line 2 is not valid JSON"]),
+    ("missing fact file", {"facts": {"mine": {"source": {"type": "jsonl", "path": "no_such.jsonl"}}},
+                           "grid": {"facts": "mine"}}, None, [MINE], "parse", ["no_such.jsonl"]),
     # 7. damaged artifacts: named with the command that rebuilds them
     ("truncated records", None, "data/facts/builtin-small/records.jsonl", ["--forcerun", "generate_paraphrases"],
      "job", ["records.jsonl: damaged or changed since its job wrote it",

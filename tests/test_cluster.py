@@ -4,8 +4,9 @@ an sshd started on 127.0.0.1.
 
 One module-scoped local build (``dvc repro`` on the smoke config) is the reference: the
 SLURM run must reproduce its ``summary.csv`` byte for byte, and it is what goes through the
-SSH remote. The SLURM run starts with one bad input (a corrupt fact file), so that the
-failing SLURM job, its log path and the resumed rerun are checked on the way.
+SSH remote. The SLURM run starts with one bad input (a fact record without its fields: valid
+JSON, so it passes the file check before any job, and only the loader in its job finds it),
+so that the failing SLURM job, its log path and the resumed rerun are checked on the way.
 
 Needs root and apt (the cluster's Debian packages are installed when missing: munge,
 slurmctld, slurmd, slurm-client; openssh-server); where that is impossible the tests skip
@@ -134,13 +135,13 @@ def test_cluster_answers(cluster):
 
 @pytest.fixture(scope="module")
 def slurm_study(template, cluster, tmp_path_factory) -> dict:
-    """The smoke study through the SLURM executor: first with a corrupt fact file (the
-    prepare_facts job fails; --keep-going lets the independent jobs finish), then with the
-    file restored (the rerun resumes from what the first run built)."""
+    """The smoke study through the SLURM executor: first with a fact record that lacks its
+    fields (the prepare_facts job fails; --keep-going lets the independent jobs finish), then
+    with the file restored (the rerun resumes from what the first run built)."""
     d = copy_study(template, tmp_path_factory.mktemp("slurm-study") / "study")
     facts = d / "sources/facts.jsonl"
     good = facts.read_text()
-    facts.write_text(good + "{not json\n")
+    facts.write_text(good + '{"case_id": "P0-broken"}\n')
     t0 = time.time()
     failed = slurm_snakemake(d, cluster, "--keep-going", check=False)
     failed_rule_log = (d / "logs/prepare_facts/builtin-small.log").read_text()

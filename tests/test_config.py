@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edit_retention.config import check_study
+from edit_retention.config import check_source_files, check_study
 from edit_retention.io import InputError
 
 from conftest import deep_merge
@@ -300,3 +300,28 @@ def test_cuda_without_a_gpu_stops_before_any_job_and_keeps_built_files(tmp_path)
     assert "nothing was run" in out and "Finished job" not in out
     assert built.read_text() == '{"built": "before"}\n'
 
+
+
+def test_fact_and_corpus_files_in_use_exist_and_parse_before_any_job(cfg, tmp_path):
+    """Issue 14 item 4: a local file of the grid's fact set that is missing, not UTF-8 or
+    not JSON stops before any job (the workflow's onstart), naming the config key, the file
+    and the line; a file no job about to run reads is not read."""
+    good = tmp_path / "facts.jsonl"
+    good.write_text('{"case_id": 1}\n')
+    cfg["facts"]["mine"] = {"source": {"type": "jsonl", "path": str(good)}}
+    cfg["grid"]["facts"] = "mine"
+    check_study(cfg, where="params.yaml")
+    check_source_files(cfg, where="params.yaml")
+    cases = [(b'{"case_id": 1}\n{"case_id": 2,\n', "line 2 is not valid JSON"),
+             ('{"s": "Z\xfcrich"}\n'.encode("latin-1"), "line 1 is not valid UTF-8")]
+    for data, words in cases:
+        good.write_bytes(data)
+        with pytest.raises(InputError, match=f"^params.yaml: facts.mine.source: {good}: {words}"):
+            check_source_files(cfg, where="params.yaml")
+        check_source_files(cfg, where="params.yaml", inputs={"data/other.jsonl"})   # no job reads it
+        with pytest.raises(InputError, match="line"):
+            check_source_files(cfg, where="params.yaml", inputs={str(good)})
+    cfg["facts"]["mine"]["source"]["path"] = str(tmp_path / "gone.jsonl")
+    with pytest.raises(InputError, match="facts.mine.source: path: no such file or folder"):
+        check_source_files(cfg, where="params.yaml")
+    check_study(cfg, where="params.yaml")   # the shape alone

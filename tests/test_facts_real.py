@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edit_retention.config import check_study
+from edit_retention.config import check_source_files, check_study
 from edit_retention.data_root import resolve_data_root, resolve_source, source_files
 from edit_retention.facts import load_facts
 from edit_retention.facts.pararel import pattern_template
@@ -504,6 +504,8 @@ def realdata():
 
 def test_realdata_config_is_valid_and_names_files_under_the_data_root(realdata):
     check_study(realdata, where="realdata.yaml")
+    if DATASETS.exists():
+        check_source_files(realdata, where="realdata.yaml")
     assert realdata["data_root"] == "../shared/datasets"
     assert {f: s["source"]["type"] for f, s in realdata["facts"].items() if f != "builtin"} == {
         "counterfact-easyedit": "counterfact_easyedit", "counterfact": "counterfact", "zsre": "zsre"}

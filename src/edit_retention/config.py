@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from .corpus import SOURCE_KEYS as CORPUS_SOURCE_KEYS
-from .data_root import resolve_source
+from .data_root import check_files, resolve_source, source_files
 from .editors import EDITORS, make_hparams
 from .facts import SOURCE_KEYS as FACT_SOURCE_KEYS
 from .fields import check_source_keys, unknown_key
@@ -230,6 +230,22 @@ def check_study(config: dict, where: str = "config", schema_path: Path = SCHEMA,
     check_paraphrase_config(config["paraphrase"], config["models"], where)
 
 
+def check_source_files(config: dict, where: str, layers=None, inputs=None) -> None:
+    """The local files of the grid's fact set, corpus and tasks exist, are UTF-8 and (JSON,
+    JSONL) parse; InputError names the config key, the file and the line. ``inputs``: only
+    sources with a file among these paths (the inputs of the jobs about to run; the
+    workflow's onstart passes them, so that it reads no file that no job will read)."""
+    g = config["grid"]
+    for section, name in [("facts", g["facts"]), ("corpora", g["corpus"])] + [("tasks", t) for t in g["tasks"]]:
+        source = config[section].get(name, {}).get("source")
+        if not isinstance(source, dict):
+            continue
+        at = key_where(where, layers, section, name, "source")
+        if inputs is not None and not inputs.intersection(source_files(source, config.get("data_root"))):
+            continue
+        check_files(source, config.get("data_root"), at)
+
+
 def check_config_file(a) -> None:
     """``check-config FILE``: validate a study config without running anything."""
     try:
@@ -241,4 +257,5 @@ def check_config_file(a) -> None:
     if not isinstance(config, dict):
         raise InputError(f"{a.config}: a study config is a YAML mapping, got {type(config).__name__}")
     check_study(config, where=a.config, layers=config_layers([a.config]))
+    check_source_files(config, where=a.config, layers=config_layers([a.config]))
     print(f"{a.config}: ok")

@@ -57,3 +57,25 @@ def source_files(source, data_root: str | None = None) -> list[str]:
         return sorted(str(f) for f in p.rglob("*")
                       if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
     return [path]
+
+
+def check_files(source, data_root: str | None, where: str) -> None:
+    """Every local file a source reads exists, is UTF-8 and, for JSON and JSONL, parses (the
+    readers name the file and line); formats read by other libraries (Parquet, Arrow) are
+    left to the loader. The records' fields are the loader's (its job names the record)."""
+    from .io import read_json, read_jsonl, read_utf8
+
+    parsers = {".jsonl": read_jsonl, ".json": read_json, ".csv": read_utf8, ".tsv": read_utf8, ".txt": read_utf8}
+    resolved = resolve_source(source, data_root, where)
+    path = resolved.get("path") if isinstance(resolved, dict) else None
+    if not isinstance(path, str) or not path:
+        return
+    if not Path(path).exists():
+        raise InputError(f"{where}: path: no such file or folder {path!r}")
+    for f in source_files(source, data_root):
+        parse = parsers.get(Path(f).suffix.lower())
+        if parse is not None:
+            try:
+                parse(f, verify=False)
+            except InputError as e:
+                raise InputError(f"{where}: {e}") from e

@@ -4,7 +4,7 @@ import os
 import sys
 
 from edit_retention.codeinputs import stage_inputs
-from edit_retention.config import check_study, config_layers
+from edit_retention.config import check_source_files, check_study, config_layers
 from edit_retention import keep_built
 from edit_retention.plots import FIGURES as FIGURE_NAMES
 
@@ -39,6 +39,11 @@ onstart:
         except ValueError as e:
             raise ValueError(f"study config ({' + '.join(study_config_files()) or 'none'}): device: {e}; "
                              "nothing was run") from None
+    # The fact, corpus and task files the jobs about to run read exist and parse (here, not
+    # at parse time: every cluster job parses the workflow again).
+    check_source_files(config, where=f"study config ({' + '.join(study_config_files()) or 'none'})",
+                       layers=config_layers(study_config_files(), workflow.config_settings.config),
+                       inputs={str(f) for job in workflow.dag.needrun_jobs() for f in job.input})
     # A failed run leaves what was built before it (edit_retention.keep_built): the outputs
     # the jobs about to run would delete are hard-linked aside, and put back if their job fails.
     _KEPT.update(keep_built.snapshot(workflow, log=_to_stderr))
