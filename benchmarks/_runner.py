@@ -66,3 +66,21 @@ def load(spec: str, device: str = "cpu"):
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model.eval(), tok
+
+
+def add_phase_args(ap) -> None:
+    """The options that name one scored phase's items: model, selected facts, paraphrases."""
+    ap.add_argument("--model", required=True, help="prepared model folder, or random:NAME[@tokenizer dir]")
+    ap.add_argument("--select", required=True, help="folder with edit.jsonl and control.jsonl")
+    ap.add_argument("--paraphrases", required=True)
+
+
+def phase_items(a) -> tuple[list[dict], list[dict]]:
+    """(the edited records, every item one phase scores) of ``add_phase_args``' options."""
+    from edit_retention.evaluate import build_items
+    from edit_retention.io import read_jsonl
+    from edit_retention.records import read_records
+
+    edited = read_records(f"{a.select}/edit.jsonl")
+    para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
+    return edited, build_items(edited, read_records(f"{a.select}/control.jsonl"), para)

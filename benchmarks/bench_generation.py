@@ -17,26 +17,21 @@ import time
 
 import torch
 
-from _runner import load, rss_mb
-from edit_retention.evaluate import GENERATED_KINDS, build_items, score_items
-from edit_retention.io import read_jsonl
+from _runner import add_phase_args, load, phase_items, rss_mb
+from edit_retention.evaluate import GENERATED_KINDS, score_items
 from edit_retention.protocols import success
-from edit_retention.records import read_records
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="prepared model folder, or random:NAME[@tokenizer dir]")
-    ap.add_argument("--select", required=True, help="folder with edit.jsonl and control.jsonl")
-    ap.add_argument("--paraphrases", required=True)
+    add_phase_args(ap)
     ap.add_argument("--tokens", type=int, nargs="+", default=[50], help="generation lengths to time")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, tok = load(a.model)
-    para = {p["case_id"]: p for p in read_jsonl(a.paraphrases)}
-    items = build_items(read_records(f"{a.select}/edit.jsonl"), read_records(f"{a.select}/control.jsonl"), para)
+    _, items = phase_items(a)
     n_gen = sum(it["kind"] in GENERATED_KINDS for it in items)
     t0 = time.perf_counter()
     score_items(model, tok, items, a.batch_size, progress=False)

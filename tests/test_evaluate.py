@@ -145,3 +145,47 @@ def test_peft_wrapped_model_scores_like_the_plain_model(tiny_model):
     wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     for a, b in zip(plain, score_items(wrapped, tok, items, batch_size=4, progress=False)):
         assert a["lp_target"] == pytest.approx(b["lp_target"], abs=1e-5) and a["top1"] == b["top1"]
+
+
+def test_prompt_run_once_equals_both_full_sequences(tiny_model):
+    """Issue 16 item 3: each prompt is run once and both objects continue from its KV cache;
+    the scores equal scoring prompt + target and prompt + alt as full sequences (float32
+    rounding), at any batch size, with prompts of different lengths and objects of one or
+    several tokens."""
+    model, tok = tiny_model
+    edited, control, paraphrases = _records()
+    items = build_items(edited, control, paraphrases) + [
+        {"case_id": "x", "knowledge": "edited", "kind": "rewrite", "index": 0,
+         "prompt": "In a much longer prompt than the others, the capital of Freedonia is",
+         "target": "Buenos Aires de la Plata", "alt": "Rome"}]
+    lengths = {len(tok(" " + it[k], add_special_tokens=False)["input_ids"]) for it in items for k in ("target", "alt")}
+    assert 1 in lengths and max(lengths) >= 4
+    for bs in (1, 3, 64):
+        shared = score_items(model, tok, items, batch_size=bs, progress=False)
+        full = score_items(model, tok, items, batch_size=bs, progress=False, share_prompt=False)
+        for s, f in zip(shared, full):
+            for key in ("lp_target", "lp_alt"):
+                assert s[key] == pytest.approx(f[key], abs=2e-5), (s["prompt"], key, bs)
+            assert (s["top1"], s["n_target"], s["n_alt"]) == (f["top1"], f["n_target"], f["n_alt"])
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_neox"])
+def test_prompt_run_once_on_learned_and_partial_rotary_positions(tiny_model, arch):
+    """The shared-prompt pass gives each prompt its own positions under left padding on
+    other position schemes too: GPT-2's learned position embeddings, GPT-NeoX's partial
+    rotary; scores equal the full sequences'."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    _, tok = tiny_model
+    shape = ({"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64} if arch == "gpt2" else
+             {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+              "rotary_pct": 0.5})
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch, vocab_size=len(tok), **shape)).eval()
+    edited, control, paraphrases = _records()
+    items = build_items(edited, control, paraphrases)
+    shared = score_items(model, tok, items, batch_size=5, progress=False)
+    full = score_items(model, tok, items, batch_size=5, progress=False, share_prompt=False)
+    for s, f in zip(shared, full):
+        assert s["lp_target"] == pytest.approx(f["lp_target"], abs=2e-5)
+        assert s["lp_alt"] == pytest.approx(f["lp_alt"], abs=2e-5)
+        assert s["top1"] == f["top1"]

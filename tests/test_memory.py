@@ -195,14 +195,19 @@ def test_scoring_auto_and_oom_backoff_score_every_item_the_same(tiny_model, monk
     sizes = []
 
     def forward(self, input_ids=None, **kw):
-        sizes.append(input_ids.shape[0])
-        if input_ids.shape[0] > 4:        # more than 2 items (2 sequences each)
-            raise torch.OutOfMemoryError("CUDA out of memory.")
+        if kw.get("past_key_values") is None:   # the prompts' pass (prompt run once), or a full pass
+            sizes.append(input_ids.shape[0])
+            if input_ids.shape[0] > 4:
+                raise torch.OutOfMemoryError("CUDA out of memory.")
         return real(self, input_ids=input_ids, **kw)
     monkeypatch.setattr(LlamaModel, "forward", forward)
+    full = score_items(model, tok, items, batch_size=8, progress=False, share_prompt=False)
+    # two sequences per item: 8 items fail, 4 fail, then 2 at a time
+    assert len(items) == 11 and sizes == [16, 8] + [4] * 5 + [2]
+    sizes.clear()
     backed_off = score_items(model, tok, items, batch_size=8, progress=False)
-    assert len(items) == 11 and sizes == [16, 8] + [4] * 5 + [2]   # 8 items fail, 4 fail, then 2 at a time
-    for rows in (auto, backed_off):
+    assert sizes == [8, 4, 4, 3]   # one prompt per item: 8 fail, then 4 at a time
+    for rows in (auto, full, backed_off):
         assert [(r["case_id"], r["kind"], r["index"]) for r in rows] == [
             (r["case_id"], r["kind"], r["index"]) for r in ref]
         for r, e in zip(rows, ref):

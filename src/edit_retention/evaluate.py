@@ -207,6 +207,71 @@ def _score_batch(model, seqs: list[tuple[list[int], list[int]]], pad_id: int, de
     return [(lp_sum[b], len(c), greedy[b] == c[0]) for b, (_, c) in enumerate(seqs)]
 
 
+def _forward(model, ids, mask, positions, past, rows, cols):
+    """(float logits at (rows[i], cols[i]), the KV cache) of one cached forward pass."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kw = dict(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True)
+    if _plain_head(inner):
+        out = inner.base_model(**kw)
+        return inner.get_output_embeddings()(out[0][rows, cols]).float(), out.past_key_values
+    out = model(**kw)
+    return out.logits[rows, cols].float(), out.past_key_values
+
+
+def _score_shared(model, encoded: list[tuple[list[int], list[int], list[int]]], pad_id: int,
+                  device) -> list[tuple[tuple[float, int, bool], tuple[float, int, bool]]]:
+    """``_score_batch`` of (prompt + target, prompt + alt) per item, with the prompt run once.
+
+    Pass 1 runs the prompts, left-padded (position ids from the mask, so each prompt keeps
+    the positions it has alone), and keeps the KV cache; the logits at its last position
+    give the first token of both objects. Pass 2 runs only what is left: every object but
+    its last token, for objects of two or more tokens, each row on a copy of its prompt's
+    cache, at the positions that follow the prompt. Single-token objects need no pass 2.
+    Returns None when the model gives no cache (then the caller scores the full sequences).
+    """
+    n = len(encoded)
+    width = max(len(p) for p, _, _ in encoded)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for b, (p, _, _) in enumerate(encoded):
+        ids[b, width - len(p):] = torch.tensor(p)
+        mask[b, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    last = torch.full((n,), width - 1, dtype=torch.long, device=device)
+    first_logits, past = _forward(model, ids, mask, positions, None, torch.arange(n, device=device), last)
+    if past is None:
+        return None
+    first_lp = torch.log_softmax(first_logits, dim=-1)
+    greedy = first_lp.argmax(dim=-1).tolist()
+    objects = [(b, c) for b, (_, t, a) in enumerate(encoded) for c in (t, a)]
+    sums = [float(first_lp[b, c[0]]) for b, c in objects]
+    rest = [(j, b, c) for j, (b, c) in enumerate(objects) if len(c) > 1]
+    if rest:
+        past.reorder_cache(torch.tensor([b for _, b, _ in rest], device=device))
+        w2 = max(len(c) - 1 for _, _, c in rest)
+        ids2 = torch.full((len(rest), w2), pad_id, dtype=torch.long)
+        mask2 = torch.zeros((len(rest), width + w2), dtype=torch.long)
+        pos2 = torch.zeros((len(rest), w2), dtype=torch.long)
+        rows, cols, tgt = [], [], []
+        for r, (_, b, c) in enumerate(rest):
+            ids2[r, : len(c) - 1] = torch.tensor(c[:-1])
+            mask2[r] = torch.cat([mask[b].cpu(), torch.tensor([1] * (len(c) - 1) + [0] * (w2 - len(c) + 1))])
+            pos2[r] = len(encoded[b][0]) + torch.arange(w2)
+            for t in range(1, len(c)):   # token t is read at the position of token t - 1
+                rows.append(r)
+                cols.append(t - 1)
+                tgt.append(c[t])
+        r_, k_, t_ = (torch.tensor(x, device=device) for x in (rows, cols, tgt))
+        logits, _ = _forward(model, ids2.to(device), mask2.to(device), pos2.to(device), past, r_, k_)
+        tok_lp = logits.gather(-1, t_[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+        add = torch.zeros(len(rest), dtype=tok_lp.dtype, device=device).index_add_(0, r_, tok_lp).tolist()
+        for r, (j, _, _) in enumerate(rest):
+            sums[j] += add[r]
+    return [((sums[2 * b], len(t), greedy[b] == t[0]), (sums[2 * b + 1], len(a), greedy[b] == a[0]))
+            for b, (_, t, a) in enumerate(encoded)]
+
+
 def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
@@ -220,7 +285,7 @@ def _auto_size(model, encoded, n_items: int) -> int:
 
 
 def score_items(model, tok, items: list[dict], batch_size: int | str = 32, device=None,
-                progress: bool = True, generation_tokens: int = 0) -> list[dict]:
+                progress: bool = True, generation_tokens: int = 0, share_prompt: bool = True) -> list[dict]:
     """Score every item by teacher forcing; return the items (same order) with scores.
 
     ``batch_size`` counts items per forward pass ("auto": as many as the job's memory
@@ -231,6 +296,9 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
     previous mode restored.  ``device`` defaults to the model's device.
     ``generation_tokens`` > 0 adds each rewrite/paraphrase row's greedy continuation
     (``generation``; see ``add_generations``), generated in batches of the same size.
+    ``share_prompt``: run each prompt once and continue both objects from its KV cache
+    (``_score_shared``; equal to scoring the two full sequences up to float rounding);
+    False scores the two full sequences (``_score_batch``).
     """
     if generation_tokens < 0:
         raise InputError(f"score_items: generation_tokens must be >= 0, got {generation_tokens}")
@@ -240,13 +308,22 @@ def score_items(model, tok, items: list[dict], batch_size: int | str = 32, devic
         return []
     device = _model_device(model) if device is None else torch.device(device)
     encoded = _tokenize(tok, items)
-    order = sorted(range(len(items)), key=lambda i: -(len(encoded[i][0]) + max(len(encoded[i][1]), len(encoded[i][2]))))
+    # Longest first, so that batches hold similar lengths: by prompt when the prompt is run
+    # once (its pass is most of the tokens), else by the full sequence.
+    def length(i):
+        p, t, a = encoded[i]
+        return (-len(p), -max(len(t), len(a))) if share_prompt else (-(len(p) + max(len(t), len(a))),)
+
+    order = sorted(range(len(items)), key=length)
     size = _auto_size(model, encoded, len(items)) if batch_size == AUTO else batch_size
     pad_id = _pad_id(tok)
     results: list[dict | None] = [None] * len(items)
 
     def score_chunk(start: int, n: int) -> list[dict]:
         chunk = order[start: start + n]
+        shared = _score_shared(model, [encoded[i] for i in chunk], pad_id, device) if share_prompt else None
+        if shared is not None:
+            return [_row(items[i], *shared[j]) for j, i in enumerate(chunk)]
         seqs = [(encoded[i][0], encoded[i][k]) for i in chunk for k in (1, 2)]
         scored = _score_batch(model, seqs, pad_id, device)
         return [_row(items[i], scored[2 * j], scored[2 * j + 1]) for j, i in enumerate(chunk)]
