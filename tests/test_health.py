@@ -182,3 +182,24 @@ def test_gate_message_never_rounds_a_failing_value_up_to_its_threshold():
     # 35 of 44 neighbours kept = 0.795: two decimals would print "0.80 < 0.8"
     problems = gate({"neighborhood_agreement": 35 / 44, "control_agreement": 0.95}, {"min_neighborhood_agreement": 0.8})
     assert problems == ["neighbourhood agreement 0.795 < 0.8"]
+
+
+@pytest.mark.parametrize("v_lr", [1e30, 1e-30])
+def test_rome_edit_with_a_learning_rate_that_moves_nothing_fails_the_gate(tiny_model, v_lr):
+    """Issue 14 item 3: ROME with v_lr 1e30 (or 1e-30) writes a numerically nil delta: the
+    edit log's scored P(target_new) is the unedited model's, and the gate names the edit as
+    one that changed nothing (whatever the random model happened to prefer before)."""
+    from edit_retention.editors import get_editor, make_hparams
+    from edit_retention.editors.base import EditResult
+    from edit_retention.editors.verify import verify_cases
+    model, tok = tiny_model
+    edited, control = _records(2), _records(4)[2:]
+    reqs = [{**r, "aug_prompts": [], "held_out": []} for r in edited]
+    res = get_editor("rome").edit(model, tok, reqs, make_hparams("rome", {"layer": 1, "v_lr": v_lr, "v_steps": 5}),
+                                  None)
+    before = {c["case_id"]: c["scored_p_new"] for c in verify_cases(model, tok, reqs, EditResult({}, {})).log["cases"]}
+    after = {c["case_id"]: c["scored_p_new"] for c in verify_cases(model, tok, reqs, res).log["cases"]}
+    assert after == pytest.approx(before, rel=1e-6)
+    h = measure_health(model, tok, res.deltas, edited, control, TEXTS)
+    assert h["delta_rel_norm"] < 1e-6
+    assert any(p.startswith("the edit changed nothing") for p in gate(h))
