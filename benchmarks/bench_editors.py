@@ -65,17 +65,23 @@ def requests(n: int) -> list[dict]:
              "aug_prompts": [], "held_out": HELD_OUT} for i, (s, t, o) in enumerate(facts)]
 
 
-def file_facts(path: str, n: int, n_control: int) -> tuple[list[dict], list[tuple]]:
+def file_facts(path: str, n: int, n_control: int, k: int = 0) -> tuple[list[dict], list[tuple]]:
     """(requests, controls) from a fact file in the record schema: the first ``n`` records
-    are edited, the next ``n_control`` are the controls (prompt, subject, true, wrong)."""
+    are edited, the next ``n_control`` are the controls (prompt, subject, true, wrong).
+    Each request holds out two paraphrase templates for PS and edits on ``k`` others."""
     from edit_retention.io import read_jsonl
     from edit_retention.records import validate_records
     records = validate_records(read_jsonl(path), path)
     if len(records) < n + n_control:
         raise SystemExit(f"--facts {path}: {len(records)} records, fewer than --n {n} + --n-control {n_control}")
+    others = {r["case_id"]: [t for t in r["paraphrase_prompts"] if t != r["prompt"]] for r in records[:n]}
+    short = [c for c, ts in others.items() if len(ts) < 2 + k]
+    if short:
+        raise SystemExit(f"--facts {path}: {len(short)} record(s) have fewer than 2 + --k {k} paraphrase templates, "
+                         f"e.g. {short[0]!r}")
     reqs = [{"case_id": r["case_id"], "subject": r["subject"], "prompt": r["prompt"], "target_true": r["target_true"],
-             "target_new": r["target_new"], "aug_prompts": [],
-             "held_out": [t for t in r["paraphrase_prompts"] if t != r["prompt"]][:2]} for r in records[:n]]
+             "target_new": r["target_new"], "aug_prompts": others[r["case_id"]][2:2 + k],
+             "held_out": others[r["case_id"]][:2]} for r in records[:n]]
     controls = [(r["prompt"], r["subject"], r["target_true"], r["target_new"]) for r in records[n:n + n_control]]
     return reqs, controls
 
@@ -136,6 +142,7 @@ def main() -> None:
     ap.add_argument("--facts", default=None, help="fact file in the record schema (records.jsonl, edit.jsonl); "
                     "default: the 16 inline capitals")
     ap.add_argument("--n-control", type=int, default=8, help="with --facts: control records after the edited ones")
+    ap.add_argument("--k", type=int, default=0, help="with --facts: paraphrase templates each edit also trains on")
     ap.add_argument("--stats-text", default="/work/shared/datasets/text/wikitext2_valid.txt")
     ap.add_argument("--stats-passages", type=int, default=500)
     ap.add_argument("--stats-cache", default="/tmp/er/bench_stats.safetensors")
@@ -147,7 +154,7 @@ def main() -> None:
 
     model, tok = load(args.model, args.device)
     if args.facts:
-        reqs, controls = file_facts(args.facts, args.n, args.n_control)
+        reqs, controls = file_facts(args.facts, args.n, args.n_control, args.k)
     else:
         reqs, controls = requests(args.n), [(PROMPT, s, t, o) for s, t, o in CONTROL]
     sets = [parse_layer_set(x) for x in args.layer_sets] if args.layer_sets else [[l] for l in args.layers]

@@ -13,7 +13,7 @@ from conftest import make_record
 from edit_retention.editors import (EditError, deltas_applied, edited_layers, get_editor,
                                     hparams_sets, make_hparams, request_from_record)
 from edit_retention.editors import mend as mend_mod
-from edit_retention.editors.base import encode_row, pad_rows, row_target_logprob
+from edit_retention.editors.base import encode_row, length_buckets, pad_rows, row_target_logprob
 from edit_retention.io import InputError, split_timings
 from edit_retention.editors import mend_net
 from edit_retention.editors.mend_net import load_hypernet, save_hypernet
@@ -95,6 +95,64 @@ def test_ft_raises_target_and_is_unbounded(tiny_model):
     # with a bound, FT is FT-L: same code, same numbers
     ft_b = get_editor("ft").edit(model, tok, r, make_hparams("ft", {**common, "norm_constraint": eps}))
     assert torch.equal(next(iter(ft_b.deltas.values())), dl)
+
+
+def test_ft_l_in_bf16_raises_the_target_like_fp32_within_its_bound(tiny_model):
+    """``precision: bf16`` (issue 16 item 4): the steps under bfloat16 autocast still raise
+    P(target_new) tenfold, keep the L-inf bound, leave float32 deltas and the model as it was."""
+    model, tok = tiny_model
+    sharpen(model)
+    r = reqs(2, aug=True)
+    before = logp_new(model, tok, r)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    hp = {"layers": [1], "lr": 1e-2, "steps": 10, "stop_at_argmax": False, "norm_constraint": 2e-2}
+    res = get_editor("ft_l").edit(model, tok, r, make_hparams("ft_l", {**hp, "precision": "bf16"}))
+    (d,) = res.deltas.values()
+    assert d.dtype == torch.float32 and d.abs().max() <= 2e-2 * (1 + 1e-5)
+    with deltas_applied(model, res.deltas):
+        assert (logp_new(model, tok, r) > before + 2.3).all()
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
+    assert res.log["hparams"]["precision"] == "bf16"
+    with pytest.raises(InputError, match="precision"):
+        make_hparams("ft_l", {"precision": "fp16"})
+
+
+def test_length_buckets_minimise_padded_tokens_plus_passes():
+    lengths = [9, 30, 10, 31, 12, 29, 9, 8, 33, 11]
+    for pass_tokens, n_groups in ((48, 2), (1e9, 1), (0, len(set(lengths)))):
+        groups = length_buckets(lengths, pass_tokens)
+        assert len(groups) == n_groups and sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        assert all(lengths[g[0]] == max(lengths[i] for i in g) for g in groups)
+    # the two groups split at the gap between 29 and 12: (33 x 4) + (12 x 6) + 2 passes
+    assert [sorted(lengths[i] for i in g) for g in length_buckets(lengths, 48)] == [[29, 30, 31, 33],
+                                                                                    [8, 9, 9, 10, 11, 12]]
+
+
+def test_ft_l_rows_padded_in_length_groups_equal_one_batch(tiny_model, monkeypatch):
+    """Issue 16 item 4: FT-L pads its rows (main prompt + paraphrases, of different
+    lengths) in groups of similar length and sums the groups' gradients: the same edit as
+    one padded batch, to float32 rounding, with the same steps and early stop."""
+    from edit_retention.editors import ft_l
+    model, tok = tiny_model
+    sharpen(model)
+    r = reqs(3, aug=True)
+    r[1]["aug_prompts"] = ["Everyone who has ever studied the long history of {} agrees that its capital is"]
+    hp = make_hparams("ft_l", {"layers": [1], "lr": 1e-2, "steps": 6, "norm_constraint": 2e-2})
+    lengths = [len(encode_row(tok, t, q["subject"], q["target_new"], 0).ids) for q in r
+               for t in [q["prompt"]] + q["aug_prompts"]]
+    monkeypatch.setattr(ft_l, "PASS_TOKENS", 0)       # a group per length
+    assert len(length_buckets(lengths, 0)) == 3
+    grouped = get_editor("ft_l").edit(model, tok, r, hp)
+    monkeypatch.setattr(ft_l, "PASS_TOKENS", 1e9)
+    one = get_editor("ft_l").edit(model, tok, r, hp)
+    (a,), (b,) = grouped.deltas.values(), one.deltas.values()
+    # Adam divides by the root of the squared gradients, so rounding moves a few entries by
+    # up to ~4e-6 (of a 2e-2 bound)
+    assert torch.allclose(a, b, atol=2e-5, rtol=0) and a.abs().max() > 1e-3
+    assert grouped.log["steps"] == one.log["steps"]
+    for c, d in zip(grouped.log["cases"], one.log["cases"]):
+        assert c["first_token_argmax"] == d["first_token_argmax"]
+        assert c["p_target"] == pytest.approx(d["p_target"], rel=1e-5)
 
 
 def test_ft_invariant_and_errors(tiny_model):

@@ -284,6 +284,34 @@ def pad_rows(rows: list[Row], pad_id: int, device) -> tuple[torch.Tensor, torch.
     return ids.to(device), mask.to(device)
 
 
+def length_buckets(lengths: list[int], pass_tokens: float = 48) -> list[list[int]]:
+    """Indices of ``lengths`` in groups to pad together, longest first: the grouping of the
+    rows sorted by length that minimises the tokens run, padding included, plus
+    ``pass_tokens`` per group (a forward/backward pass costs about that many tokens more
+    than its tokens on one CPU thread: 0.18 s against 4.8 ms per token for SmolLM2-135M).
+    One right-padded batch of rows of very different lengths spends much of its matmuls on
+    padding (FT-L with paraphrase rows: 720 padded for 412 real tokens)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    widths = sorted(set(lengths), reverse=True)
+    count = [sum(1 for x in lengths if x == w) for w in widths]
+    best, cut = [0.0], [0]          # best[k]: cost of the k longest widths; cut[k]: its last group's start
+    for k in range(1, len(widths) + 1):
+        options = [(best[j] + pass_tokens + widths[j] * sum(count[j:k]), j) for j in range(k)]
+        cost, j = min(options)
+        best.append(cost)
+        cut.append(j)
+    bounds, k = [], len(widths)
+    while k:
+        bounds.append((cut[k], k))
+        k = cut[k]
+    groups, at = [], 0
+    for j, k in reversed(bounds):
+        n = sum(count[j:k])
+        groups.append(order[at: at + n])
+        at += n
+    return groups
+
+
 def target_index(rows: list[Row], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row, position, token) index tensors of every target token under teacher forcing."""
     ri, pi, ti = [], [], []

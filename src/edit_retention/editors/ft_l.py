@@ -2,7 +2,8 @@
 
 Adam on the MLP output projection weight(s) of ``layers``; loss = mean over rows of the
 mean-token NLL of target_new (rows: each request's prompt and its aug prompts, all
-requests jointly in one right-padded batch). FT-L (``ft_l``): after every step W is
+requests jointly in one right-padded batch; ``precision: bf16`` runs the forward and
+backward under bfloat16 autocast). FT-L (``ft_l``): after every step W is
 clamped to [W0 - norm_constraint, W0 + norm_constraint] elementwise
 (||W - W0||_inf <= eps). FT (``ft``): the same code with ``norm_constraint: null`` by
 default, i.e. unconstrained (a number there turns the clamp back on). Stops early once,
@@ -23,8 +24,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..io import InputError
-from ..models import arch_of, check_layers, get_module, mlp_out_name
-from .base import EditError, EditResult, begin_edit, encode_row, frozen_eval, pad_rows, row_target_logprob
+from ..models import arch_of, autocast, check_layers, check_precision, get_module, mlp_out_name
+from .base import (EditError, EditResult, begin_edit, encode_row, frozen_eval, length_buckets, pad_rows,
+                   row_target_logprob)
+
+
+# What one more forward/backward pass costs, in tokens (``length_buckets``).
+PASS_TOKENS = 48
 
 
 @dataclass
@@ -39,6 +45,7 @@ class FtLHparams:
     norm_constraint: float = field(default=2e-2, metadata={"help": "L-inf bound on W - W0 (clamped after each step)"})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
     stop_at_argmax: bool = field(default=True, metadata={"help": "stop once every target's first token is the argmax"})
+    precision: str = field(default="fp32", metadata={"help": "forward/backward of the steps: 'fp32' or 'bf16' (autocast; the weights, Adam and the clamp stay float32)"})
 
     def validate(self) -> None:
         if not self.layers:
@@ -46,6 +53,7 @@ class FtLHparams:
         if self.steps < 0 or self.lr <= 0 or self.norm_constraint <= 0:
             raise InputError(f"ft_l hparams: need steps >= 0, lr > 0, norm_constraint > 0 "
                              f"(got {self.steps}, {self.lr}, {self.norm_constraint})")
+        check_precision(self.precision, "ft_l hparams")
 
 
 @dataclass
@@ -62,6 +70,7 @@ class FtHparams:
     norm_constraint: float | None = field(default=None, metadata={"help": "L-inf bound on W - W0 (clamped after each step); null = unconstrained (FT)"})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
     stop_at_argmax: bool = field(default=True, metadata={"help": "stop once every target's first token is the argmax"})
+    precision: str = field(default="fp32", metadata={"help": "forward/backward of the steps: 'fp32' or 'bf16' (autocast; the weights, Adam and the clamp stay float32)"})
 
     def validate(self) -> None:
         if not self.layers:
@@ -69,6 +78,7 @@ class FtHparams:
         if self.steps < 0 or self.lr <= 0 or (self.norm_constraint is not None and self.norm_constraint <= 0):
             raise InputError(f"ft hparams: need steps >= 0, lr > 0, norm_constraint > 0 or null "
                              f"(got {self.steps}, {self.lr}, {self.norm_constraint})")
+        check_precision(self.precision, "ft hparams")
 
 
 def finetune_edit(editor, model, tok, requests: list[dict], hp) -> EditResult:
@@ -81,14 +91,19 @@ def finetune_edit(editor, model, tok, requests: list[dict], hp) -> EditResult:
     rows = [encode_row(tok, t, r["subject"], r["target_new"], i)
             for i, r in enumerate(requests) for t in [r["prompt"]] + r["aug_prompts"]]
     main = [next(j for j, row in enumerate(rows) if row.req == i) for i in range(len(requests))]
-    ids, mask = pad_rows(rows, tok.pad_token_id, device)
+    # Rows padded in groups of similar length (``length_buckets``); the loss is the same
+    # mean over all rows, its gradient summed over the groups.
+    batches = []
+    for b in length_buckets([len(r.ids) for r in rows], PASS_TOKENS):
+        at = {j: n for n, j in enumerate(b)}
+        mains = [(i, at[j]) for i, j in enumerate(main) if j in at]
+        batches.append((torch.tensor(b, device=device), *pad_rows([rows[j] for j in b], tok.pad_token_id, device),
+                        [rows[j] for j in b], mains))
     names = [mlp_out_name(model, l) for l in layers]
     params = [get_module(model, arch_of(model).mlp_out.format(l)).weight for l in layers]
     originals = [p.detach().clone() for p in params]
     base, head = model.base_model, model.get_output_embeddings()
     first = torch.tensor([rows[j].ids[rows[j].n_prompt] for j in main], device=device)
-    last = torch.tensor([rows[j].n_prompt - 1 for j in main], device=device)
-    main_t = torch.tensor(main, device=device)
     steps, lp = 0, None
     try:
         with frozen_eval(model), torch.enable_grad():
@@ -96,13 +111,23 @@ def finetune_edit(editor, model, tok, requests: list[dict], hp) -> EditResult:
                 p.requires_grad_(True)
             opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
             for step in range(hp.steps + 1):
-                lp, hid = row_target_logprob(model, ids, mask, rows)
-                loss = -lp.mean()
+                lp = torch.zeros(len(rows), device=device)
+                argmax_ok = torch.zeros(len(requests), dtype=torch.bool, device=device)
+                loss = 0.0
+                for idx, ids, mask, rows_b, mains in batches:
+                    with autocast(hp.precision, device):
+                        lp_b, hid = row_target_logprob(model, ids, mask, rows_b)
+                    loss = loss - lp_b.sum() / len(rows)
+                    lp[idx] = lp_b.detach()
+                    if mains:
+                        with torch.no_grad():
+                            at = torch.tensor([n for _, n in mains], device=device)
+                            pos = torch.tensor([rows_b[n].n_prompt - 1 for _, n in mains], device=device)
+                            req = torch.tensor([i for i, _ in mains], device=device)
+                            argmax_ok[req] = head(hid[at, pos].to(head.weight.dtype)).argmax(-1) == first[req]
                 if not torch.isfinite(loss):
                     bad = [requests[r.req]["case_id"] for r, x in zip(rows, lp) if not torch.isfinite(x)]
                     raise EditError(f"{name}: non-finite loss at step {step} (case(s) {sorted(set(bad))})")
-                with torch.no_grad():
-                    argmax_ok = head(hid[main_t, last]).argmax(-1) == first
                 if step == hp.steps or (hp.stop_at_argmax and bool(argmax_ok.all())):
                     break
                 opt.zero_grad(set_to_none=True)
