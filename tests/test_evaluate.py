@@ -189,3 +189,24 @@ def test_prompt_run_once_on_learned_and_partial_rotary_positions(tiny_model, arc
         assert s["lp_target"] == pytest.approx(f["lp_target"], abs=2e-5)
         assert s["lp_alt"] == pytest.approx(f["lp_alt"], abs=2e-5)
         assert s["top1"] == f["top1"]
+
+
+@pytest.mark.parametrize("cache", [None, "opaque"])
+def test_a_model_without_a_usable_cache_is_scored_on_full_sequences(tiny_model, monkeypatch, cache):
+    """A model whose forward returns no KV cache (or one without ``reorder_cache``) falls
+    back to the two full sequences: same scores, no error."""
+    from transformers import LlamaModel
+    model, tok = tiny_model
+    edited, control, paraphrases = _records()
+    items = build_items(edited, control, paraphrases)
+    ref = score_items(model, tok, items, batch_size=4, progress=False, share_prompt=False)
+    real = LlamaModel.forward
+
+    def no_cache(self, *args, **kw):
+        out = real(self, *args, **kw)
+        out.past_key_values = None if cache is None else object()
+        return out
+    monkeypatch.setattr(LlamaModel, "forward", no_cache)
+    got = score_items(model, tok, items, batch_size=4, progress=False)
+    assert [r["lp_target"] for r in got] == pytest.approx([r["lp_target"] for r in ref], abs=1e-5)
+    assert [r["lp_alt"] for r in got] == pytest.approx([r["lp_alt"] for r in ref], abs=1e-5)

@@ -227,7 +227,8 @@ def _score_shared(model, encoded: list[tuple[list[int], list[int], list[int]]], 
     give the first token of both objects. Pass 2 runs only what is left: every object but
     its last token, for objects of two or more tokens, each row on a copy of its prompt's
     cache, at the positions that follow the prompt. Single-token objects need no pass 2.
-    Returns None when the model gives no cache (then the caller scores the full sequences).
+    Returns None when the model gives no cache, or one that cannot be copied row by row
+    (then the caller scores the full sequences).
     """
     n = len(encoded)
     width = max(len(p) for p, _, _ in encoded)
@@ -240,7 +241,7 @@ def _score_shared(model, encoded: list[tuple[list[int], list[int], list[int]]], 
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     last = torch.full((n,), width - 1, dtype=torch.long, device=device)
     first_logits, past = _forward(model, ids, mask, positions, None, torch.arange(n, device=device), last)
-    if past is None:
+    if past is None or not hasattr(past, "reorder_cache"):
         return None
     first_lp = torch.log_softmax(first_logits, dim=-1)
     greedy = first_lp.argmax(dim=-1).tolist()
