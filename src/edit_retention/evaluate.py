@@ -167,14 +167,21 @@ def _plain_head(model) -> bool:
             and model.get_output_embeddings() is not None)
 
 
-def _position_logits(model, ids, mask, rows, cols) -> torch.Tensor:
+def _position_logits(model, ids, mask, rows, cols, positions=None, past=None, cache: bool = False):
     """Float logits at (rows[i], cols[i]) only: the head is applied where a score is read
-    (a 14-token row needs 2-3 of its 14 vocabulary projections)."""
+    (a 14-token row needs 2-3 of its 14 vocabulary projections). With ``cache`` (and
+    ``past``, ``positions`` for a continuation) returns (logits, the KV cache)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft: the adapted LM
+    kw = dict(input_ids=ids, attention_mask=mask, use_cache=cache)
+    if cache:
+        kw.update(position_ids=positions, past_key_values=past)
     if _plain_head(inner):
-        h = inner.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
-        return inner.get_output_embeddings()(h[rows, cols]).float()
-    return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols].float()
+        out = inner.base_model(**kw)
+        logits = inner.get_output_embeddings()(out[0][rows, cols]).float()
+    else:
+        out = model(**kw)
+        logits = out.logits[rows, cols].float()
+    return (logits, out.past_key_values) if cache else logits
 
 
 def _score_batch(model, seqs: list[tuple[list[int], list[int]]], pad_id: int, device) -> list[tuple[float, int, bool]]:
@@ -207,17 +214,6 @@ def _score_batch(model, seqs: list[tuple[list[int], list[int]]], pad_id: int, de
     return [(lp_sum[b], len(c), greedy[b] == c[0]) for b, (_, c) in enumerate(seqs)]
 
 
-def _forward(model, ids, mask, positions, past, rows, cols):
-    """(float logits at (rows[i], cols[i]), the KV cache) of one cached forward pass."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    kw = dict(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True)
-    if _plain_head(inner):
-        out = inner.base_model(**kw)
-        return inner.get_output_embeddings()(out[0][rows, cols]).float(), out.past_key_values
-    out = model(**kw)
-    return out.logits[rows, cols].float(), out.past_key_values
-
-
 def _score_shared(model, encoded: list[tuple[list[int], list[int], list[int]]], pad_id: int,
                   device) -> list[tuple[tuple[float, int, bool], tuple[float, int, bool]]]:
     """``_score_batch`` of (prompt + target, prompt + alt) per item, with the prompt run once.
@@ -240,7 +236,8 @@ def _score_shared(model, encoded: list[tuple[list[int], list[int], list[int]]], 
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     last = torch.full((n,), width - 1, dtype=torch.long, device=device)
-    first_logits, past = _forward(model, ids, mask, positions, None, torch.arange(n, device=device), last)
+    first_logits, past = _position_logits(model, ids, mask, torch.arange(n, device=device), last, positions,
+                                          cache=True)
     if past is None or not hasattr(past, "reorder_cache"):
         return None
     first_lp = torch.log_softmax(first_logits, dim=-1)
@@ -264,7 +261,8 @@ def _score_shared(model, encoded: list[tuple[list[int], list[int], list[int]]], 
                 cols.append(t - 1)
                 tgt.append(c[t])
         r_, k_, t_ = (torch.tensor(x, device=device) for x in (rows, cols, tgt))
-        logits, _ = _forward(model, ids2.to(device), mask2.to(device), pos2.to(device), past, r_, k_)
+        logits, _ = _position_logits(model, ids2.to(device), mask2.to(device), r_, k_, pos2.to(device), past,
+                                     cache=True)
         tok_lp = logits.gather(-1, t_[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
         add = torch.zeros(len(rest), dtype=tok_lp.dtype, device=device).index_add_(0, r_, tok_lp).tolist()
         for r, (j, _, _) in enumerate(rest):
