@@ -72,4 +72,4 @@ REMEDIES = {"none": {"paraphrase_k": 0, "freeze": "none"},
             "freeze": {"paraphrase_k": 0, "freeze": "edited"},
             "lora": {"paraphrase_k": 0, "freeze": "none", "method": {"type": "lora", "r": 4}}}
 KEEP = {"none": 0.3, "p1": 0.5, "p3": 0.8, "freeze": 0.7, "lora": 0.9}
-TASKS = {"text": {"type": "causal_lm", "params": {"steps": 4}}}
+TASKS = {"text": {"type": "causal_lm", "params": {"steps": 4, "batch_size": 2, "seq_len": 8}}}

@@ -106,3 +106,32 @@ def test_figure_1_shows_each_protocol_and_the_reference_pairing(tables):
     assert bars["edited"][3] == pytest.approx(value(ft, "edited"))
     assert bars["intrinsic"][3] == pytest.approx(value(gen, "intrinsic"))
     assert bars["intrinsic"][1] == pytest.approx(value(ft, "intrinsic"))
+
+
+def test_figure_7_puts_each_protocol_on_a_log_token_axis(tables):
+    """One panel per protocol plus the reference pairing; x is step x batch_size x seq_len
+    (TASKS: 2 x 8) of every checkpoint and the final phase, on a log axis; the pairing's
+    edited curve is the edited first-token retention, its intrinsic curve the intrinsic
+    generation-contains retention."""
+    import pandas as pd
+
+    cells = tables[0].cells
+    ft = cells[cells.metric == "retention_rewrite@first_token"]
+    gen = ft.assign(metric="retention_rewrite@generation_contains", value=ft.value * 0.5)
+    fig = build("retention_vs_tokens", pd.concat([cells, gen], ignore_index=True))
+    rome = [ax for ax in fig.axes if ax.get_title().startswith("tiny / text: rome")]
+    assert [ax.get_title().split("\n")[1] for ax in rome] == ["probability", "first token", "generation contains",
+                                                              "reference pairing"]
+    assert all(ax.get_xscale() == "log" for ax in rome)
+    lines = {(i, ln.get_label()): ln for i, ax in enumerate(rome) for ln in ax.get_lines()
+             if ln.get_label() in ("edited", "intrinsic")}
+    assert list(lines[(0, "edited")].get_xdata()) == [16, 32, 48, 64]
+
+    def values(rows, knowledge):
+        r = rows[(rows.editor == "rome") & (rows.remedy == "none") & (rows.knowledge == knowledge)
+                 & (rows.tokens > 0)].sort_values("tokens")
+        return list(r.value)
+    assert list(lines[(3, "edited")].get_ydata()) == pytest.approx(values(ft, "edited"))
+    assert list(lines[(3, "intrinsic")].get_ydata()) == pytest.approx(values(gen, "intrinsic"))
+    assert list(lines[(0, "intrinsic")].get_ydata()) != list(lines[(3, "intrinsic")].get_ydata())
+    assert "not in this grid" in _texts(build("retention_vs_tokens", cells.drop(columns="tokens")))

@@ -215,13 +215,16 @@ def test_cells_table_pools_seeds_with_ci_and_traits(tmp_path):
     for c, s in zip(cells, (0, 1)):
         c["seed"] = s
     res = summarize_all(cells, relations_of([tmp_path / "records.jsonl"]),
-                        {"none": {"paraphrase_k": 0, "freeze": "none"}}, {"text": {"params": {"steps": 40}}},
-                        n_boot=100)
+                        {"none": {"paraphrase_k": 0, "freeze": "none"}},
+                        {"text": {"params": {"steps": 40, "batch_size": 8, "seq_len": 64}}}, n_boot=100)
     row = res.cells[(res.cells.knowledge == "edited") & (res.cells.phase == "finetuned")
                     & (res.cells.metric == "retention_rewrite")].iloc[0]
     assert row.value == pytest.approx(1 / 3) and row.n == 6 and row.n_facts == 3 and row.n_seeds == 2
     assert row.ci_low <= row.value <= row.ci_high and row.seeds == "0;1" and row.seed_std == 0
     assert (row.paraphrase_k, row.freeze, row.method, row.n_edits, row.step) == (0, "none", "full", 4, 40)
+    assert row.tokens == 40 * 8 * 64      # token positions trained: step x batch_size x seq_len
+    edited_phase = res.cells[(res.cells.knowledge == "edited") & (res.cells.phase == "edited")]
+    assert (edited_phase.tokens == 0).all() and res.cells[res.cells.phase == "base"].tokens.isna().all()
     assert set(res.units.relation) == {"P1"} and res.problems.empty
     write_results(res, tmp_path / "o/summary.csv", tmp_path / "o/metrics.json", tmp_path / "o/cells.csv",
                   tmp_path / "o/facts.csv", tmp_path / "o/problems.csv")

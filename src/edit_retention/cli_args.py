@@ -222,7 +222,7 @@ def _result_stages(add) -> None:
     s.add_argument("--seed", type=int, default=0)
     s = add("figure", "render one figure from cells.csv")
     s.add_argument("name", help="retention_by_editor | retention_vs_steps | retention_vs_k | freezing | "
-                                "methods | retention_vs_edit_size")
+                                "methods | retention_vs_edit_size | retention_vs_tokens")
     s.add_argument("--cells", required=True)
     s.add_argument("--fits", help="elasticity.json (fitted curves drawn where present)")
     required(s, "--out-png", "--out-pdf")

@@ -33,7 +33,8 @@ never from the config):
 With LoRA/DoRA, "frozen" means: no adapter in those blocks is trained.
 
 Checkpoints: with ``checkpoint_every = N`` the caller's ``on_checkpoint(step, model)`` runs
-after every N-th optimiser step before the last (the last is the "finetuned" phase); the
+after every N-th optimiser step before the last (the last is the "finetuned" phase), and
+after each step listed in ``checkpoints`` (log-spaced doses: ``[10, 20, 40, 100, 200]``); the
 CLI scores the facts there (``evaluate.score_items``) instead of saving weights.
 """
 from __future__ import annotations
@@ -58,6 +59,10 @@ METHODS = ("full", "lora", "dora")
 
 
 POSITIVE = ("steps", "lr", "batch_size", "seq_len")
+# AdamW's fused kernel: the same update as the per-parameter loop, to float32 rounding
+# (tests/test_finetune.py), in one pass over the weights: 0.11 s instead of 0.80 s per step
+# for SmolLM2-135M's 135M parameters on one CPU thread (README "Distance from the floor").
+FUSED_ADAM = True
 SCHEDULES = ("linear", "constant")   # a 0 would fine-tune nothing or fail mid-run
 
 
@@ -78,12 +83,15 @@ class FinetuneArgs:
     eval_examples: int = 64        # held-out examples for the other tasks' scores
     max_new_tokens: int = 32       # greedy generation budget (math, qa)
     checkpoint_every: int = 0      # score the facts every N steps (0 = never)
+    checkpoints: tuple = ()        # and after these steps (e.g. [10, 20, 40, 100, 200]: log-spaced)
     precision: str = "fp32"        # training forward/backward: "fp32" or "bf16" (models.autocast)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "finetune") -> "FinetuneArgs":
         micro = lambda v: parse_batch_size(v, f"{where}: key 'micro_batch_size'", zero_ok=True)  # noqa: E731
-        out = typed_fields(cls, d, where, parsers={"micro_batch_size": micro}, non_negative=True)
+        steps = lambda v: _step_list(v, f"{where}: key 'checkpoints'")  # noqa: E731
+        out = typed_fields(cls, d, where, parsers={"micro_batch_size": micro, "checkpoints": steps},
+                           non_negative=True)
         check_precision(out.get("precision", "fp32"), where)
         for key in POSITIVE:   # 0 would "fine-tune" without changing anything (retention trivially 1)
             if key in out and not out[key] > 0:
@@ -93,12 +101,26 @@ class FinetuneArgs:
         if out.get("stop_eval_loss", 0.0) > 0 and not out.get("eval_every", 0) > 0:
             raise InputError(f"{where}: key 'stop_eval_loss' needs 'eval_every' > 0 (steps between the held-out "
                              f"losses it reads), got eval_every {out.get('eval_every', 0)!r}")
+        late = [c for c in out.get("checkpoints", ()) if c >= out.get("steps", cls.steps)]
+        if late:
+            raise InputError(f"{where}: key 'checkpoints' has step(s) {late} at or after the last step "
+                             f"({out.get('steps', cls.steps)}): the last step is the 'finetuned' phase")
         return cls(**out)
 
     def checkpoint_steps(self) -> list[int]:
-        """Steps after which facts are scored (never the last: that is the "finetuned" phase)."""
+        """Steps after which facts are scored (never the last: that is the "finetuned" phase):
+        every ``checkpoint_every``-th and each of ``checkpoints``."""
         n = self.checkpoint_every
-        return list(range(n, self.steps, n)) if n > 0 else []
+        every = range(n, self.steps, n) if n > 0 else []
+        return sorted(set(every) | {int(c) for c in self.checkpoints if c < self.steps})
+
+
+def _step_list(value, where: str) -> tuple:
+    """A list of positive step numbers (sorted, without repeats) or an error naming ``where``."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                       and v > 0 for v in value):
+        raise InputError(f"{where} must be a list of steps > 0, got {value!r}")
+    return tuple(sorted(set(value)))
 
 
 @dataclass
@@ -267,7 +289,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
     if not params:
         raise InputError("finetune: nothing to train (every parameter is frozen)")
     n_trainable = sum(p.numel() for p in params)
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, fused=FUSED_ADAM)
     net, opt = ranks.prepare(net, opt)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(args))
     gen = torch.Generator().manual_seed(seed)

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .bootstrap import N_BOOT
-from .cells import LABELS, cell_table, remedy_traits, task_steps
+from .cells import LABELS, cell_table, remedy_traits, task_step_tokens, task_steps
 from .phase_metrics import cell_protocols, phase_metrics, phase_units, retention_metrics, retention_units
 from .phases import phase_order
 from .problems import PROBLEM_COLUMNS, find_problems
@@ -215,7 +215,8 @@ def summarize_all(cells: list[dict], relations: dict | None = None, remedies: di
     u = pd.DataFrame(units, columns=LABELS + ["knowledge", "phase", "metric", "case_id", "num", "den"])
     relations = relations or {}
     u.insert(len(LABELS) + 4, "relation", [relations.get(str(c), "unknown") for c in u["case_id"]])
-    cells_df = cell_table(u, summary, remedy_traits(remedies), task_steps(tasks), n_boot, seed)
+    cells_df = cell_table(u, summary, remedy_traits(remedies), task_steps(tasks), n_boot, seed,
+                          step_tokens=task_step_tokens(tasks))
     problems += find_problems(summary, u, cells, remedies, relations)
     health = health_table(cells, health_thresholds)
     problems += health_problems(health)

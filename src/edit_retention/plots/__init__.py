@@ -17,6 +17,7 @@ figure whose cells the grid lacks renders a "not in this grid" panel, never an e
     freezing                4 retention per freezing strategy, downstream score beside it
     methods                 5 full vs LoRA vs DoRA fine-tuning, downstream score beside it
     retention_vs_edit_size  6 edited retention vs edit-set size, per editor
+    retention_vs_tokens     7 retention vs fine-tuning tokens (log x), one panel per protocol
 
 Which cells each figure uses is decided by the remedy traits in cells.csv
 (paraphrase_k, freeze, method; from the remedies config), never by remedy names.
@@ -33,7 +34,7 @@ from ..tables import read_table
 from . import style
 
 FIGURES = ["retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",
-           "retention_vs_edit_size"]
+           "retention_vs_edit_size", "retention_vs_tokens"]
 
 
 def build(name: str, cells, fits: list | None = None):
