@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import deep_merge
+from edit_retention.plots import FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def run(cmd, cwd, check=True):
 # Jobs downstream of the summary: statistics, one rule per figure, results.md.
 RESULT_RULES = {"claims": 1, "report": 1, "figure_retention_by_editor": 1, "figure_retention_vs_steps": 1,
                 "figure_retention_vs_k": 1, "figure_freezing": 1, "figure_methods": 1,
-                "figure_retention_vs_edit_size": 1}
+                "figure_retention_vs_edit_size": 1, "figure_retention_vs_tokens": 1}
 
 
 def planned_rules(cwd) -> dict[str, int]:
@@ -96,8 +97,7 @@ def test_smoke_study_builds_every_stage(repo):
     assert "### Claims under each success protocol" in (repo / "results.md").read_text()
     metrics = json.loads((repo / "data/results/metrics.json").read_text())
     assert set(metrics) == {"rome", "ft_l"}
-    for name in ("retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",
-                 "retention_vs_edit_size"):
+    for name in FIGURES:
         for ext in ("png", "pdf"):
             assert (repo / f"figures/{name}.{ext}").stat().st_size > 1000
     # Edits are deltas, not model copies; fine-tuned weights were temporary.
@@ -132,8 +132,7 @@ def test_snakemake_report_holds_figures_claims_and_config(repo, tmp_path):
     out = tmp_path / "report.html"
     run(f"snakemake --report {out}", repo)
     html = out.read_text(errors="replace")
-    for name in ("retention_by_editor", "retention_vs_steps", "retention_vs_k", "freezing", "methods",
-                 "retention_vs_edit_size"):
+    for name in FIGURES:
         assert f"{name}.png" in html, name
     assert "results.md" in html and "study_config.json" in html and "claims.csv" in html
     assert planned_rules(repo) == {}                  # writing the report reran nothing
