@@ -39,21 +39,28 @@ def _outputs(d: Path) -> list[str]:
             "--out-steps", str(d / "steps")]
 
 
-def _torchrun(args: list[str], n: int = 2) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], n: int = 2, strategy: str = "ddp") -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    cmd = launch_command({"processes": n}).split() + args
+    cmd = launch_command({"processes": n, "strategy": strategy}).split() + args
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_two_processes_match_one_on_losses_weights_and_scores(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one_on_losses_weights_and_scores(tiny_model_dir, tmp_path, strategy):
+    """DDP (whole model per rank) and FSDP (each rank 1/2 of every block, the root and their
+    optimiser state; the checkpoint and final scores and the saved weights gathered from the
+    shards) both give the 1-process run's training."""
     common = ["finetune"] + _inputs(tmp_path, tiny_model_dir)
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
     assert main(common + _outputs(one)) == 0
-    run = _torchrun(common + _outputs(two))
+    run = _torchrun(common + _outputs(two), strategy=strategy)
     assert run.returncode == 0, run.stderr[-3000:]
     log1, log2 = (json.loads((d / "log.json").read_text()) for d in (one, two))
     assert log2["processes"] == 2 and "processes" not in log1          # a 1-process log is unchanged
+    assert log2["strategy"] == strategy and log2["n_trainable_params"] == log1["n_trainable_params"]
+    held = log2["trainable_params_per_rank"] / log2["n_trainable_params"]
+    assert held == 1 if strategy == "ddp" else 0.45 < held < 0.55     # FSDP: each rank holds half
     assert log2["train_loss"] == pytest.approx(log1["train_loss"], rel=1e-5)
     assert log2["train_tokens"] == log1["train_tokens"] and log2["train_tokens"] > 0
     assert log1["train_loss"][0] != pytest.approx(log1["train_loss"][-1], rel=1e-3)   # it trained
@@ -90,6 +97,7 @@ def test_one_process_is_the_plain_path():
     assert solo.shard(idx) is idx and solo.sum(2.5) == 2.5 and solo.on_main(lambda: 7) == 7
     assert launch_command({}) == launch_command({"processes": 1}) == "python -m edit_retention"
     assert launch_command({"processes": 2}) == "torchrun --standalone --nproc_per_node 2 -m edit_retention"
+    assert launch_command({"processes": 2, "strategy": "fsdp"}).startswith("env EDIT_RETENTION_STRATEGY=fsdp torchrun ")
     assert "--multi_gpu --num_processes 4" in launch_command({"processes": 4, "launcher": "accelerate"})
     assert digest(idx) == digest(torch.arange(6)) != digest(torch.arange(6).flip(0))
     assert sys.executable
@@ -119,4 +127,12 @@ def test_launch_setting_is_checked_against_the_regime_and_batch_sizes():
         check_study(single, where="two")
     default = load("params.yaml")
     check_study(default, where="params.yaml")
-    assert default["launch"] == {"processes": 1, "launcher": "torchrun"}     # schema default: one process
+    assert default["launch"] == {"processes": 1, "launcher": "torchrun", "strategy": "ddp"}   # schema default
+    fsdp = deep_merge(two, {"launch": {"strategy": "fsdp"}, "grid": {"remedies": ["none"]}})
+    check_study(copy.deepcopy(fsdp), where="two")
+    with pytest.raises(InputError, match="strategy fsdp shards over processes"):
+        check_study(deep_merge(fsdp, {"launch": {"processes": 1}}), where="two")
+    lora = deep_merge(fsdp, {"remedies": {"lora": {"paraphrase_k": 0, "freeze": "none", "method": {"type": "lora"}}},
+                             "grid": {"remedies": ["lora"]}})
+    with pytest.raises(InputError, match="remedy 'lora' uses lora"):
+        check_study(lora, where="two")

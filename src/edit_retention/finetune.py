@@ -285,6 +285,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
         net, n_frozen = model, len(frozen)
     else:
         net, n_frozen = wrap_method(model, method, list(frozen_layers))
+    net = ranks.wrap(net)   # FSDP: sharded in place, before the optimiser sees the parameters
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise InputError("finetune: nothing to train (every parameter is frozen)")
@@ -294,7 +295,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(args))
     gen = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
-    score_before = ranks.on_main(lambda: task.score(ranks.unwrap(net), tok, held, args))
+    score_before = ranks.score(net, lambda m: task.score(m, tok, held, args))
     ckpts = set(args.checkpoint_steps())
     losses, t0, order, pos, tokens = [], time.time(), torch.randperm(n_train, generator=gen), 0, 0
     micro = ranks.smallest(min(resolve_micro_batch(ranks.unwrap(net), train, args), args.batch_size // ranks.n))
@@ -307,7 +308,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
             if stopped_at is not None:   # stopped: later checkpoints score the stopped model
                 if on_checkpoint is not None and step + 1 in ckpts:
                     net.eval()
-                    ranks.on_main(lambda: on_checkpoint(step + 1, ranks.unwrap(net)))
+                    ranks.score(net, lambda m: on_checkpoint(step + 1, m))
                     net.train()
                 continue
             if pos + args.batch_size > len(order):
@@ -332,14 +333,14 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
             tokens += n_tok
             if args.stop_eval_loss > 0 and (step + 1) % args.eval_every == 0:
                 net.eval()
-                held_loss = ranks.on_main(lambda: task.score(ranks.unwrap(net), tok, held, args)["eval_loss"])
+                held_loss = ranks.score(net, lambda m: task.score(m, tok, held, args)["eval_loss"])
                 eval_losses.append((step + 1, held_loss))
                 net.train()
                 if eval_losses[-1][1] < args.stop_eval_loss:
                     stopped_at = step + 1
             if on_checkpoint is not None and step + 1 in ckpts:
                 net.eval()
-                ranks.on_main(lambda: on_checkpoint(step + 1, ranks.unwrap(net)))
+                ranks.score(net, lambda m: on_checkpoint(step + 1, m))
                 net.train()
         train_seconds = time.time() - t0
     finally:
@@ -349,7 +350,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
         for p in model.parameters():
             p.requires_grad_(True)
         model.eval()
-    score_after = ranks.on_main(lambda: task.score(model, tok, held, args))
+    score_after = ranks.score(model, lambda m: task.score(m, tok, held, args))
     out = {
         "args": asdict(args), "seed": seed, "task_type": task.type, "task_metric": task.metric,
         "task_higher_is_better": task.higher_is_better, "method": asdict(method),
@@ -361,7 +362,9 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
         "stopped_at_step": stopped_at, "stop_eval_losses": eval_losses,
     }
     if ranks.n > 1:   # a 1-process log stays as it was
-        out["processes"] = ranks.n
+        out["processes"], out["strategy"] = ranks.n, ranks.strategy
+        # trainable values this rank holds (FSDP: its shards, about 1/N; DDP: all of them)
+        out["trainable_params_per_rank"] = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in params)
     for suffix, s in (("_before", score_before), ("", score_after)):
         out[f"eval_loss{suffix}"] = s["eval_loss"]
         out[f"eval_perplexity{suffix}"] = math.exp(s["eval_loss"]) if s["eval_loss"] < 700 else math.inf

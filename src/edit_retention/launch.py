@@ -3,6 +3,7 @@
     launch: {processes: 1}                          python -m edit_retention finetune ...   (default)
     launch: {processes: 2}                          torchrun --standalone --nproc_per_node 2 -m edit_retention finetune ...
     launch: {processes: 4, launcher: accelerate}    accelerate launch --multi_gpu --num_processes 4 ... -m edit_retention finetune ...
+    launch: {processes: 8, strategy: fsdp}          env EDIT_RETENTION_STRATEGY=fsdp torchrun ... (ranks.Sharded)
 
 With more than one process the stage trains data-parallel (``ranks.py``). torchrun works on
 CPU (gloo) and GPUs (NCCL) and picks a free port per job, so several jobs can share a
@@ -14,6 +15,7 @@ from __future__ import annotations
 from .editors.regimes import PER_GROUP
 from .finetune import FinetuneArgs
 from .io import InputError
+from .ranks import STRATEGY_ENV
 
 
 def launch_command(launch: dict) -> str:
@@ -21,16 +23,29 @@ def launch_command(launch: dict) -> str:
     n = int(launch.get("processes", 1))
     if n == 1:
         return "python -m edit_retention"
+    strategy = launch.get("strategy", "ddp")
+    env = f"env {STRATEGY_ENV}={strategy} " if strategy != "ddp" else ""
     if launch.get("launcher", "torchrun") == "accelerate":
-        return (f"accelerate launch --multi_gpu --num_processes {n} --num_machines 1 --mixed_precision no"
+        return (f"{env}accelerate launch --multi_gpu --num_processes {n} --num_machines 1 --mixed_precision no"
                 f" --dynamo_backend no -m edit_retention")
-    return f"torchrun --standalone --nproc_per_node {n} -m edit_retention"
+    return f"{env}torchrun --standalone --nproc_per_node {n} -m edit_retention"
 
 
 def check_launch(config: dict, tasks, where: str) -> None:
     """With N processes every grid task's batch splits evenly and the edit regime fine-tunes
     one model per job."""
     n = config.get("launch", {}).get("processes", 1)
+    strategy = config.get("launch", {}).get("strategy", "ddp")
+    if strategy == "fsdp":
+        if n == 1:
+            raise InputError(f"{where}: launch.strategy fsdp shards over processes; set launch.processes > 1 "
+                             "(or strategy ddp)")
+        for name in config.get("grid", {}).get("remedies", []):
+            method = config["remedies"][name].get("method", "full")
+            kind = method.get("type") if isinstance(method, dict) else method
+            if str(kind).lower() != "full":
+                raise InputError(f"{where}: launch.strategy fsdp shards full fine-tuning, but remedy {name!r} "
+                                 f"uses {kind}; its adapters are small: use strategy ddp")
     if n == 1:
         return
     regime = config["edit"]["regime"]

@@ -4,10 +4,13 @@
 loop is one piece of code whatever the launch::
 
     ranks = make_ranks(device)          # Solo unless WORLD_SIZE > 1 (torchrun / accelerate launch)
-    net, opt = ranks.prepare(net, opt)  # DDP (or the strategy accelerate's environment names)
+    net = ranks.wrap(net)               # FSDP: the blocks and the root sharded in place (others: as is)
+    net, opt = ranks.prepare(net, opt)  # DDP through accelerate (FSDP, Solo: as is)
     rows = ranks.shard(idx)             # this rank's batch_size / N rows of the global batch
     ranks.backward(loss)                # gradients: the sum over ranks (DDP's mean times N)
     score = ranks.on_main(fn)           # fn on rank 0 only, the others wait; all get its result
+    score = ranks.score(net, fn)        # fn(the whole model) on rank 0 (FSDP: gathered first)
+    final = ranks.full(net)             # the whole model on rank 0 (collective under FSDP)
 
 With one process every method is the identity or a plain ``loss.backward()``, so a 1-process
 run is byte-identical to the code before multi-process fine-tuning existed.
@@ -20,6 +23,19 @@ after the all-reduce the gradient equals a 1-process run's on the same batch (up
 rounding in the order of the sums). Scoring (before, checkpoints, after, the held-out loss that
 may stop training) runs on rank 0 alone on the unwrapped model, which under DDP holds every
 weight. Only rank 0 writes outputs (the finetune stage asks ``ranks.main``).
+
+Strategies (``launch.strategy``, read here from ``EDIT_RETENTION_STRATEGY``, which the
+launch command sets): ``ddp`` (default; HF accelerate's ``prepare``: every rank holds the
+whole model, gradients all-reduced) and ``fsdp`` (``Sharded``: PyTorch's FSDP2
+``fully_shard`` on every transformer block and on the root, so each rank holds 1/N of the
+weights, gradients and AdamW moments; full fine-tuning only). FSDP goes through
+``torch.distributed.fsdp`` directly, not accelerate: accelerate 1.15 turns a CPU-only run
+into ``MULTI_CPU`` data parallelism and ignores its FSDP plugin, so its FSDP path could not
+run, or be tested, without GPUs; ``fully_shard`` is the same FSDP2 its ``fsdp_version: 2``
+calls. Under FSDP, scoring and saving read a whole copy of the model that rank 0 keeps
+(made before sharding; its weights gathered from the shards with
+``get_model_state_dict(full_state_dict=True)`` each time it is read): one extra model's
+weights on rank 0, not its training state (README "Multi-process fine-tuning").
 
 The launch (which program, how many processes) is the study's ``launch:`` setting
 (``launch.py``).
@@ -45,15 +61,31 @@ def digest(*tensors) -> str:
     return h.hexdigest()[:16]
 
 
+STRATEGIES = ("ddp", "fsdp")
+STRATEGY_ENV = "EDIT_RETENTION_STRATEGY"
+
+
 class Solo:
     """One process: every method leaves today's computation unchanged."""
-    n, rank, main = 1, 0, True
+    n, rank, main, strategy = 1, 0, True, "ddp"
 
     def device(self, requested):
         return requested
 
+    def wrap(self, net):
+        return net
+
     def prepare(self, net, opt):
         return net, opt
+
+    def full(self, net):
+        """The whole model as rank 0 reads it (None on the other ranks under FSDP)."""
+        return self.unwrap(net)
+
+    def score(self, net, fn):
+        """``fn(the whole model)`` on rank 0; every rank gets its result."""
+        whole = self.full(net)
+        return self.on_main(lambda: fn(whole))
 
     def unwrap(self, net):
         return net
@@ -141,8 +173,70 @@ class Ranks(Solo):
         return out[0]
 
 
+class Sharded(Ranks):
+    """N processes, FSDP2: each holds 1/N of every block's (and the root's) weights, gradients
+    and optimiser state; rank 0 keeps a whole copy that ``full`` fills from the shards."""
+    strategy = "fsdp"
+
+    def __init__(self, cpu: bool):
+        super().__init__(cpu)
+        self.whole = None
+
+    def wrap(self, net):
+        import copy
+
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        from .models import arch_of, get_module
+
+        if isinstance(net, FSDPModule):
+            return net
+        if hasattr(net, "peft_config"):
+            from .io import InputError
+            raise InputError("finetune: launch.strategy fsdp shards full fine-tuning; a LoRA/DoRA remedy's "
+                             "adapters are small, fine-tune it with strategy ddp")
+        if self.main:
+            self.whole = copy.deepcopy(net).eval()
+        for block in get_module(net, arch_of(net).layers):
+            fully_shard(block)
+        fully_shard(net)
+        return net
+
+    def prepare(self, net, opt):
+        return net, opt
+
+    def unwrap(self, net):
+        return net
+
+    def backward(self, loss) -> None:
+        (loss * self.n).backward()     # FSDP averages the gradients over ranks, as DDP does
+
+    def clip(self, params, max_norm: float) -> None:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)   # over the shards: the whole model's norm
+
+    def full(self, net):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if not self.main:
+            return None
+        with torch.no_grad():
+            self.whole.load_state_dict(state)
+        return self.whole
+
+
+def strategy_of_env() -> str:
+    """The strategy the launch named (``EDIT_RETENTION_STRATEGY``; default ddp)."""
+    name = os.environ.get(STRATEGY_ENV, "ddp") or "ddp"
+    if name not in STRATEGIES:
+        from .io import InputError
+        raise InputError(f"{STRATEGY_ENV}={name!r}: unknown strategy (known: {', '.join(STRATEGIES)})")
+    return name
+
+
 def make_ranks(device: str) -> Solo:
-    """``Solo`` for one process (no accelerate, no process group), else ``Ranks``."""
+    """``Solo`` for one process (no accelerate, no process group), else ``Ranks`` (DDP) or
+    ``Sharded`` (FSDP), as ``EDIT_RETENTION_STRATEGY`` says."""
     if world_size() <= 1:
         return Solo()
-    return Ranks(cpu=str(device) == "cpu")
+    return (Sharded if strategy_of_env() == "fsdp" else Ranks)(cpu=str(device) == "cpu")

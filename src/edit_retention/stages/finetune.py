@@ -7,7 +7,8 @@ not kept.
 
 Under a multi-process launch (``launch.processes`` > 1: ``torchrun`` / ``accelerate launch``
 run this stage N times, ``ranks.py``) every rank trains its share of each batch and only
-rank 0 scores checkpoints and writes the outputs.
+rank 0 scores checkpoints and writes the outputs (under FSDP on the whole model gathered
+from the shards).
 """
 from __future__ import annotations
 
@@ -154,10 +155,11 @@ def _run(a, model, tok, train, held, args, frozen, kw) -> None:
             log.info("checkpoint at step %d scored", step)
     try:
         out = finetune(model, tok, train, held, args, a.seed, frozen, on_checkpoint=on_checkpoint, **kw)
+        final = kw["ranks"].full(model)     # under FSDP: gathered from the shards, by every rank
         if not main:
             return
         with atomic_dir(a.out_model) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
+            final.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
         if a.out_steps:
             _write_steps(a.out_steps, step_files)
