@@ -69,7 +69,7 @@ def test_bad_config_names_the_key(cfg, mutate, message):
 
 
 
-@pytest.mark.parametrize("name", ["smoke", "finetune_suite", "realdata", "paper", "decay", "editors", "elasticity"])
+@pytest.mark.parametrize("name", ["smoke", "finetune_suite", "realdata", "paper", "decay", "editors", "elasticity", "dose"])
 def test_named_configs_are_valid(cfg, name):
     named = yaml.safe_load((ROOT / f"workflow/config/{name}.yaml").read_text())
     check_study(deep_merge(cfg, named), where=f"{name}.yaml")
@@ -91,6 +91,25 @@ def test_paper_configs_use_published_hparam_sets(cfg):
             ref.stop_eval_loss, ref.eval_every) == (1e-4, 128, 100, 0.01, 0, "linear", 3.0, 100)
     decay = deep_merge(cfg, yaml.safe_load((ROOT / "workflow/config/decay.yaml").read_text()))
     assert make_hparams("memit", decay["editors"]["memit"], "gpt-j-6b").layers == [3, 4, 5, 6, 7, 8]
+
+
+def test_dose_config_scores_the_listed_steps_and_its_short_dose_is_a_prefix(cfg):
+    """dose.yaml over params.yaml: 400 steps at a constant rate without warm-up (so the
+    step-40 checkpoint is what a 40-step run gives), facts scored at exactly the listed
+    log-spaced steps (params.yaml's checkpoint_every must not leak in through the merge),
+    204,800 tokens in all; the pilot overlay adds every 20th step."""
+    from edit_retention.cells import task_step_tokens
+    from edit_retention.finetune import FinetuneArgs
+    load = lambda n: yaml.safe_load((ROOT / f"workflow/config/{n}.yaml").read_text())  # noqa: E731
+    dose = deep_merge(cfg, load("dose"))
+    args = FinetuneArgs.from_dict(dose["tasks"]["text"]["params"])
+    assert args.checkpoint_steps() == [10, 20, 40, 100, 200]
+    assert (args.steps, args.schedule, args.warmup_steps, args.lr, args.weight_decay) == (400, "constant", 0, 1e-4, 0.01)
+    assert args.steps * task_step_tokens(dose["tasks"])["text"] == 204_800
+    pilot = deep_merge(dose, load("dose_pilot"))
+    check_study(pilot, where="dose_pilot.yaml")
+    steps = FinetuneArgs.from_dict(pilot["tasks"]["text"]["params"]).checkpoint_steps()
+    assert steps == sorted({10, 100, 200} | set(range(20, 400, 20))) and pilot["select"]["n_edit"] == 2
 
 
 def test_same_remedy_definition_twice_is_named(cfg, caplog):
