@@ -112,6 +112,22 @@ def test_dose_config_scores_the_listed_steps_and_its_short_dose_is_a_prefix(cfg)
     assert steps == sorted({10, 100, 200} | set(range(20, 400, 20))) and pilot["select"]["n_edit"] == 2
 
 
+@pytest.mark.parametrize("facts", ["counterfact-easyedit", "counterfact", "trex", "knowedit", "zsre"])
+def test_realdata_check_runs_each_source_whole_in_the_gate_passing_regime(cfg, facts):
+    """realdata.yaml edits in the single regime (every batch regime fails the health gate on
+    this model), loads every source without a cap, and its check overlay is a valid study
+    for each fact set it defines."""
+    load = lambda n: yaml.safe_load((ROOT / f"workflow/config/{n}.yaml").read_text())  # noqa: E731
+    study = deep_merge(deep_merge(cfg, load("realdata")), load("realdata_check"))
+    study = deep_merge(study, {"grid": {"facts": facts}})
+    if facts == "zsre":
+        study["select"]["known_only"] = False
+    check_study(study, where=f"realdata_check.yaml (facts {facts})")
+    assert study["edit"]["regime"] == "single"
+    assert "limit" not in study["facts"][facts]["source"]
+    assert (study["select"]["n_edit"], study["tasks"]["text"]["params"]["steps"]) == (2, 10)
+
+
 def test_same_remedy_definition_twice_is_named(cfg, caplog):
     cfg["remedies"]["again"] = dict(cfg["remedies"]["none"])
     cfg["grid"]["remedies"] = ["none", "again"]

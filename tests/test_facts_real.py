@@ -314,6 +314,35 @@ def test_knowedit_conversion_zsre_and_counterfact_style(tmp_path):
     split_paraphrases(recs, n_eval=1)
 
 
+def test_knowedit_file_written_from_easyedit_loads_as_the_easyedit_file(tmp_path):
+    """scripts/knowedit_from_easyedit.py: the KnowEdit-schema file it writes loads, through
+    the knowedit loader, to the facts the counterfact_easyedit loader makes of the source
+    (same case ids, prompts, objects, rephrasings and locality prompt), and a case without
+    a required field stops the script naming the record."""
+    cases = [ee_case(), ee_case(42, "Arun Nehru") | {"prompt": "The profession of Arun Nehru is",
+                                                      "ground_truth": "politician", "target_new": "actor",
+                                                      "rephrase_prompt": "Arun Nehru works as a",
+                                                      "locality_prompt": "The profession of Sonia Gandhi is",
+                                                      "locality_ground_truth": "politician"}]
+    src = write(tmp_path, "ee.json", cases)
+    dst = tmp_path / "knowedit" / "cf.json"
+    script = ROOT / "scripts" / "knowedit_from_easyedit.py"
+    run = subprocess.run([sys.executable, str(script), src, str(dst)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    via_knowedit = load_facts({"type": "knowedit", "path": str(dst)})
+    direct = load_facts({"type": "counterfact_easyedit", "path": src, "rephrase_filter": "none"})
+    keys = ("case_id", "relation", "subject", "prompt", "target_true", "target_new", "paraphrase_prompts",
+            "neighborhood_prompts")
+    assert [{k: r[k] for k in keys} for r in via_knowedit] == [{k: r[k] for k in keys} for r in direct]
+    assert via_knowedit[1]["neighborhood_prompts"] == [{"prompt": "The profession of Sonia Gandhi is",
+                                                        "target": "politician"}]
+    broken = write(tmp_path, "broken.json", [ee_case(), {"case_id": 3, "prompt": "x"}])
+    run = subprocess.run([sys.executable, str(script), broken, str(tmp_path / "out.json")],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "broken.json: record 1: missing field 'subject'" in run.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_knowedit_relation_field_and_errors(tmp_path):
     recs = load_facts({"type": "knowedit", "path": write(tmp_path, "ke.json", [ke_zsre(relation="P171", case_id=7)])})
     assert recs[0]["relation"] == "P171" and recs[0]["case_id"] == "7"
