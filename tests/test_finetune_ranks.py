@@ -45,11 +45,14 @@ def _torchrun(args: list[str], n: int = 2, strategy: str = "ddp") -> subprocess.
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "deepspeed"])
 def test_two_processes_match_one_on_losses_weights_and_scores(tiny_model_dir, tmp_path, strategy):
-    """DDP (whole model per rank) and FSDP (each rank 1/2 of every block, the root and their
-    optimiser state; the checkpoint and final scores and the saved weights gathered from the
-    shards) both give the 1-process run's training."""
+    """DDP (whole model per rank), FSDP and DeepSpeed ZeRO-3 (each rank 1/2 of the weights and
+    their optimiser state; the checkpoint and final scores and the saved weights gathered from
+    the shards) all give the 1-process run's training. DeepSpeed is an optional install
+    (requirements-deepspeed.txt, which scripts/setup.sh installs)."""
+    if strategy == "deepspeed":
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (requirements-deepspeed.txt)")
     common = ["finetune"] + _inputs(tmp_path, tiny_model_dir)
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
@@ -60,7 +63,7 @@ def test_two_processes_match_one_on_losses_weights_and_scores(tiny_model_dir, tm
     assert log2["processes"] == 2 and "processes" not in log1          # a 1-process log is unchanged
     assert log2["strategy"] == strategy and log2["n_trainable_params"] == log1["n_trainable_params"]
     held = log2["trainable_params_per_rank"] / log2["n_trainable_params"]
-    assert held == 1 if strategy == "ddp" else 0.45 < held < 0.55     # FSDP: each rank holds half
+    assert held == 1 if strategy == "ddp" else 0.45 < held < 0.55     # FSDP, ZeRO-3: each rank holds half
     assert log2["train_loss"] == pytest.approx(log1["train_loss"], rel=1e-5)
     assert log2["train_tokens"] == log1["train_tokens"] and log2["train_tokens"] > 0
     assert log1["train_loss"][0] != pytest.approx(log1["train_loss"][-1], rel=1e-3)   # it trained
@@ -136,3 +139,28 @@ def test_launch_setting_is_checked_against_the_regime_and_batch_sizes():
                              "grid": {"remedies": ["lora"]}})
     with pytest.raises(InputError, match="remedy 'lora' uses lora"):
         check_study(lora, where="two")
+    zero = deep_merge(fsdp, {"launch": {"strategy": "deepspeed"}})
+    with pytest.raises(InputError, match="strategy deepspeed shards over processes"):
+        check_study(deep_merge(zero, {"launch": {"processes": 1}}), where="two")
+    with pytest.raises(InputError, match="strategy deepspeed shards full fine-tuning, but remedy 'lora'"):
+        check_study(deep_merge(lora, {"launch": {"strategy": "deepspeed"}}), where="two")
+
+
+def test_deepspeed_strategy_without_deepspeed_installed_is_refused_before_any_job(monkeypatch):
+    import importlib.util
+
+    import yaml
+
+    from conftest import deep_merge
+    from edit_retention.config import check_study
+    from edit_retention.io import InputError
+
+    root = Path(__file__).resolve().parents[1]
+    load = lambda name: yaml.safe_load((root / name).read_text())  # noqa: E731
+    zero = deep_merge(deep_merge(load("params.yaml"), load("workflow/config/smoke.yaml")),
+                      deep_merge(load("workflow/config/two_processes.yaml"),
+                                 {"launch": {"strategy": "deepspeed"}, "grid": {"remedies": ["none"]}}))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
+    with pytest.raises(InputError, match="launch.strategy deepspeed needs DeepSpeed, which is not installed here"):
+        check_study(zero, where="two")

@@ -27,6 +27,10 @@ NOT_IMPORTED = {"snakemake": "runs the DAG (Snakefile, workflow/rules)", "dvc": 
                 "gguf": "transformers reads GGUF model files (the embedded default model) with it"}
 
 
+# Imported only on a path a setting opts into, declared as an extra, pinned outside requirements.txt.
+OPTIONAL = {"deepspeed": ("deepspeed", "requirements-deepspeed.txt")}
+
+
 def declared(extras=("test", "slurm", "ssh")) -> dict[str, Requirement]:
     reqs = [Requirement(r) for r in PYPROJECT["dependencies"]]
     reqs += [Requirement(r) for e in extras for r in PYPROJECT["optional-dependencies"][e]]
@@ -57,7 +61,7 @@ def imported_distributions() -> dict[str, set[str]]:
                 continue
             for name in names:
                 top = name.split(".")[0]
-                if top in sys.stdlib_module_names or top == "edit_retention":
+                if top in sys.stdlib_module_names or top == "edit_retention" or top in OPTIONAL:
                     continue
                 assert top in owners, f"{f.relative_to(ROOT)} imports {top!r}, which no installed distribution provides"
                 for dist in owners[top]:
@@ -72,6 +76,30 @@ def test_pyproject_declares_every_imported_package():
     assert not missing, f"imported but not in pyproject's dependencies: {missing}"
     unused = sorted(set(deps) - set(imported) - set(NOT_IMPORTED))
     assert not unused, f"declared but never imported (add to NOT_IMPORTED with a reason, or drop): {unused}"
+
+
+def test_optional_imports_are_declared_extras_pinned_in_their_own_file():
+    """deepspeed: imported only under launch.strategy deepspeed; its extra's range holds the
+    pin of requirements-deepspeed.txt, which pins nothing requirements.txt pins, and this
+    environment (scripts/setup.sh) has what it pins, with every requirement of the pinned
+    DeepSpeed pinned in one of the two files."""
+    main = locked()
+    for top, (extra, lock) in OPTIONAL.items():
+        reqs = {canonicalize_name(Requirement(r).name): Requirement(r) for r in PYPROJECT["optional-dependencies"][extra]}
+        pins = {}
+        for line in (ROOT / lock).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                name, version = line.split("==")
+                pins[canonicalize_name(name)] = Version(version)
+        assert not set(pins) & set(main), f"{lock} repeats pins of requirements.txt: {set(pins) & set(main)}"
+        for name, req in reqs.items():
+            assert req.specifier.contains(pins[name]), f"{lock} pins {name}=={pins[name]}, outside {req.specifier}"
+            assert Version(md.version(name)) == pins[name], f"{name} is not installed at its pin (rerun setup.sh)"
+            needs = {canonicalize_name(Requirement(r).name) for r in md.distribution(name).requires or []
+                     if Requirement(r).marker is None}
+            assert not needs - set(main) - set(pins), f"{name} needs unpinned {needs - set(main) - set(pins)}"
+        assert any(f"import {top}" in f.read_text() for f in (ROOT / "src").rglob("*.py"))
 
 
 def test_lock_pins_every_declared_dependency_within_its_range():

@@ -236,7 +236,8 @@ def _accumulate(net, train: dict, idx, micro: int, dev, precision: str, ranks=So
     n_pred = int((train["labels"][idx][:, 1:] != IGNORE).sum())
     total, n_tok = 0.0, 0
     mine = ranks.shard(idx)
-    for j in range(0, len(mine), micro):
+    starts = range(0, len(mine), micro)
+    for j in starts:
         mb = trim({k: v[mine[j: j + micro]].to(dev) for k, v in train.items()})
         share = int((mb["labels"][:, 1:] != IGNORE).sum())
         if share == 0 and ranks.n == 1:
@@ -244,7 +245,7 @@ def _accumulate(net, train: dict, idx, micro: int, dev, precision: str, ranks=So
         with autocast(precision, dev):
             out = net(**mb)
         loss = out.loss * (share / n_pred) if share else out.logits.sum() * 0.0   # one pass: a factor of exactly 1
-        ranks.backward(loss)
+        ranks.backward(loss, last=j == starts[-1])
         total += loss.item()
         n_tok += int(mb["attention_mask"].sum())
     return ranks.sum(total), ranks.sum(n_tok)
@@ -291,7 +292,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
         raise InputError("finetune: nothing to train (every parameter is frozen)")
     n_trainable = sum(p.numel() for p in params)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, fused=FUSED_ADAM)
-    net, opt = ranks.prepare(net, opt)
+    net, opt = ranks.prepare(net, opt, args.grad_clip)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(args))
     gen = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
@@ -325,8 +326,7 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
             if not math.isfinite(loss):
                 raise FloatingPointError(f"fine-tuning diverged: loss is {loss} at step {step} "
                                          f"(task {task.type}, method {method.type}; lower lr?)")
-            ranks.clip(params, args.grad_clip)
-            opt.step()
+            ranks.step(opt, params, args.grad_clip)
             sched.step()
             opt.zero_grad(set_to_none=True)
             losses.append(loss)
@@ -363,8 +363,8 @@ def finetune(model, tok, train_data, eval_data, args: FinetuneArgs, seed: int,
     }
     if ranks.n > 1:   # a 1-process log stays as it was
         out["processes"], out["strategy"] = ranks.n, ranks.strategy
-        # trainable values this rank holds (FSDP: its shards, about 1/N; DDP: all of them)
-        out["trainable_params_per_rank"] = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in params)
+        # trainable values this rank holds (FSDP, ZeRO-3: its shards, about 1/N; DDP: all of them)
+        out["trainable_params_per_rank"] = ranks.local_numel(params)
     for suffix, s in (("_before", score_before), ("", score_after)):
         out[f"eval_loss{suffix}"] = s["eval_loss"]
         out[f"eval_perplexity{suffix}"] = math.exp(s["eval_loss"]) if s["eval_loss"] < 700 else math.inf

@@ -4,6 +4,7 @@
     launch: {processes: 2}                          torchrun --standalone --nproc_per_node 2 -m edit_retention finetune ...
     launch: {processes: 4, launcher: accelerate}    accelerate launch --multi_gpu --num_processes 4 ... -m edit_retention finetune ...
     launch: {processes: 8, strategy: fsdp}          env EDIT_RETENTION_STRATEGY=fsdp torchrun ... (ranks.Sharded)
+    launch: {processes: 8, strategy: deepspeed}     env EDIT_RETENTION_STRATEGY=deepspeed torchrun ... (ranks.Zero)
 
 With more than one process the stage trains data-parallel (``ranks.py``). torchrun works on
 CPU (gloo) and GPUs (NCCL) and picks a free port per job, so several jobs can share a
@@ -11,6 +12,8 @@ machine; ``accelerate launch`` is for GPUs and uses accelerate's port (29500 unl
 ``accelerate config`` sets another), so run one such job per machine at a time.
 """
 from __future__ import annotations
+
+import importlib.util
 
 from .editors.regimes import PER_GROUP
 from .finetune import FinetuneArgs
@@ -36,15 +39,18 @@ def check_launch(config: dict, tasks, where: str) -> None:
     one model per job."""
     n = config.get("launch", {}).get("processes", 1)
     strategy = config.get("launch", {}).get("strategy", "ddp")
-    if strategy == "fsdp":
+    if strategy in ("fsdp", "deepspeed"):
         if n == 1:
-            raise InputError(f"{where}: launch.strategy fsdp shards over processes; set launch.processes > 1 "
+            raise InputError(f"{where}: launch.strategy {strategy} shards over processes; set launch.processes > 1 "
                              "(or strategy ddp)")
+        if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+            raise InputError(f"{where}: launch.strategy deepspeed needs DeepSpeed, which is not installed here: "
+                             "pip install --no-build-isolation -r requirements-deepspeed.txt (or strategy fsdp)")
         for name in config.get("grid", {}).get("remedies", []):
             method = config["remedies"][name].get("method", "full")
             kind = method.get("type") if isinstance(method, dict) else method
             if str(kind).lower() != "full":
-                raise InputError(f"{where}: launch.strategy fsdp shards full fine-tuning, but remedy {name!r} "
+                raise InputError(f"{where}: launch.strategy {strategy} shards full fine-tuning, but remedy {name!r} "
                                  f"uses {kind}; its adapters are small: use strategy ddp")
     if n == 1:
         return
