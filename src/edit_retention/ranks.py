@@ -261,7 +261,8 @@ class Zero(Sharded):
         except ImportError as err:
             from .io import InputError
             raise InputError("finetune: launch.strategy deepspeed needs DeepSpeed, an optional install: "
-                             "pip install --no-build-isolation -r requirements-deepspeed.txt") from err
+                             "pip install --no-build-isolation -r requirements-deepspeed.txt, or put the "
+                             ".deepspeed folder that scripts/setup.sh fills on PYTHONPATH") from err
         super().__init__(cpu)
         self.engine = None
 
