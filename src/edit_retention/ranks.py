@@ -229,9 +229,7 @@ class Sharded(Ranks):
     def backward(self, loss, last: bool = True) -> None:
         (loss * self.n).backward()     # FSDP averages the gradients over ranks, as DDP does
 
-    def step(self, opt, params, max_norm: float) -> None:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)   # over the shards: the whole model's norm
-        opt.step()
+    step = Solo.step     # clip_grad_norm_ over the shards takes the whole model's norm
 
     def full(self, net):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
