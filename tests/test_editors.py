@@ -135,6 +135,25 @@ def test_rome_batch_joint_and_sequential(tiny_model, stats):
     assert [c["case_id"] for c in res.log["cases"]] == ["c0", "c1", "c2"]
 
 
+def test_sequential_delta_is_the_chain_of_rank_one_updates():
+    """sequential_delta solves C once for every key; the result is rank_one_delta applied
+    row after row against the updated W (each solving C itself), to float64 rounding, and
+    each update matches its own key exactly when it is made."""
+    g = torch.Generator().manual_seed(3)
+    d_out, d_in, n = 12, 20, 7
+    W0 = torch.randn(d_out, d_in, generator=g, dtype=torch.float64)
+    K = torch.randn(n, d_in, generator=g, dtype=torch.float64)
+    V = torch.randn(n, d_out, generator=g, dtype=torch.float64)
+    A = torch.randn(d_in, 3 * d_in, generator=g, dtype=torch.float64)
+    for C in (A @ A.T / (3 * d_in), None):
+        cur = W0.clone()
+        for k, v in zip(K, V):
+            cur = cur + rank_one_delta(cur, k, v, C)
+            torch.testing.assert_close(cur @ k, v, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(sequential_delta(W0, K, V, C), cur - W0, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(sequential_delta(W0.float(), K.float(), V.float(), C), cur - W0, rtol=1e-5, atol=1e-5)
+
+
 def test_subject_position():
     class Tok:  # enough of a fast tokenizer: one token per character
         is_fast = True

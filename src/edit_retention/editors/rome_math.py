@@ -34,10 +34,16 @@ def rank_one_delta(W: torch.Tensor, k: torch.Tensor, v: torch.Tensor, C: torch.T
 
 
 def sequential_delta(W: torch.Tensor, K: torch.Tensor, V: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
+    """``rank_one_delta`` applied row after row, each against the updated W. u_i = C^-1 k_i
+    does not depend on W, so C is solved once for every key (one d_in x d_in solve with n
+    right-hand sides instead of n solves: 0.1 s per fact -> ~1 ms on SmolLM2's d_in 1536,
+    README "Scale")."""
     W0 = W.to(torch.float64)
+    K, V = K.to(torch.float64), V.to(torch.float64)
+    U = _solve_c(C, K.T).T                    # (n, d_in), row i = C^-1 k_i
     cur = W0.clone()
-    for k, v in zip(K, V):
-        cur += rank_one_delta(cur, k, v, C)
+    for k, v, u in zip(K, V, U):
+        cur += torch.outer(v - cur @ k, u) / (u @ k)
     return cur - W0
 
 
