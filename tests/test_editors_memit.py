@@ -301,3 +301,29 @@ def test_alphaedit_in_sequential_regime(tiny_model, stats):
     assert res.state["n_past"] == 3 and res.state["past_keys"][1].shape == (3, 128)
     assert [c["case_id"] for c in res.log["cases"]] == ["c0", "c1", "c2"]
     assert_same(model, snap)
+
+
+def test_alphaedit_projector_is_built_once_per_statistics_across_calls(tiny_model, stats, monkeypatch):
+    """The single regime calls edit() once per fact with the same statistics: the null-space
+    projector (an eigendecomposition per layer) is computed once per layer and threshold, and
+    the edits equal those made with a fresh projector each call."""
+    from edit_retention.editors import alphaedit as alpha_mod
+    from edit_retention.editors.regimes import run_regime
+    model, tok = tiny_model
+    hp = make_hparams("alphaedit", {**HP["alphaedit"], "v_steps": 3})
+    calls = []
+    real = alpha_mod.nullspace_projector
+    monkeypatch.setattr(alpha_mod, "nullspace_projector", lambda C, t: calls.append(t) or real(C, t))
+    mine = {l: C.clone() for l, C in stats.items()}        # statistics no earlier test has cached
+    cached = run_regime(get_editor("alphaedit"), model, tok, reqs(3), hp, mine, regime="single")
+    assert len(calls) == len(hp.layers)                    # 3 facts, each layer's projector once
+    run_regime(get_editor("alphaedit"), model, tok, reqs(1), make_hparams(
+        "alphaedit", {**HP["alphaedit"], "v_steps": 3, "nullspace_threshold": hp.nullspace_threshold * 2}),
+        mine, regime="single")
+    assert len(calls) == 2 * len(hp.layers)                # another threshold: built again
+    alpha_mod._PROJECTORS.clear()
+    monkeypatch.setattr(alpha_mod, "cached_projector", lambda src, C, t: real(C, t))
+    fresh = run_regime(get_editor("alphaedit"), model, tok, reqs(3), hp, mine, regime="single")
+    assert cached.deltas.keys() == fresh.deltas.keys()
+    for name in cached.deltas:
+        torch.testing.assert_close(cached.deltas[name], fresh.deltas[name], rtol=0, atol=0)

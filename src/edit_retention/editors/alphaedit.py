@@ -29,6 +29,7 @@ Usage::
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -86,6 +87,29 @@ def past_keys(state: dict | None, model, layers: list[int]) -> dict[int, torch.T
     return out
 
 
+# id(statistics tensor as given) -> (a weak reference to it, {(threshold, device): (P, eigenvalues)}).
+# The single, groups and sequential regimes call edit() once per fact / group / chunk with the
+# same statistics; the projector depends only on them and the threshold, and its
+# eigendecomposition (d_in x d_in, 1.4 s per layer for SmolLM2 here) cost as much as a fact's
+# v* optimisation per call. Keyed by identity (tensors compare elementwise), dropped with the tensor.
+_PROJECTORS: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def cached_projector(source: torch.Tensor, C: torch.Tensor, threshold: float):
+    """``nullspace_projector(C, threshold)`` once per statistics tensor ``source`` (the
+    caller's object, of which C is the float64 copy on the model's device) and threshold."""
+    key = id(source)
+    entry = _PROJECTORS.get(key)
+    if entry is None or entry[0]() is not source:
+        entry = (weakref.ref(source, lambda _ref, k=key: _PROJECTORS.pop(k, None)), {})
+        _PROJECTORS[key] = entry
+    per = entry[1]
+    which = (float(threshold), str(C.device))
+    if which not in per:
+        per[which] = nullspace_projector(C, threshold)
+    return per[which]
+
+
 class AlphaEditEditor:
     """Null-space constrained knowledge editing; see the module docstring."""
     name = "alphaedit"
@@ -104,7 +128,7 @@ class AlphaEditEditor:
         past = past_keys(state, model, layers)
         projectors, null_dims, min_eig = {}, {}, {}
         for l in layers:
-            P, evals = nullspace_projector(Cs[l], hp.nullspace_threshold)
+            P, evals = cached_projector(stats[l], Cs[l], hp.nullspace_threshold)
             null_dims[l] = int((evals < hp.nullspace_threshold).sum())
             min_eig[l] = float(evals.min())
             if null_dims[l] == 0:
