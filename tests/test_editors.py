@@ -135,6 +135,27 @@ def test_rome_batch_joint_and_sequential(tiny_model, stats):
     assert [c["case_id"] for c in res.log["cases"]] == ["c0", "c1", "c2"]
 
 
+def test_keys_in_passes_equal_one_pass(tiny_model, monkeypatch):
+    """More rows than capture.PASS_ROWS run sorted by length in passes of that many; every
+    request's key k* (ROME) and subject hidden state (MEMIT) is the one-pass value, in the
+    requests' order, to float32 rounding."""
+    from edit_retention.editors import capture
+    from edit_retention.editors.memit import subject_hidden
+    model, tok = tiny_model
+    r = reqs(3)
+    hp = make_hparams("rome", {**ROME_HP, "n_prefixes": 3})
+    K1, H1 = rome_mod.compute_keys(model, tok, r, hp), subject_hidden(model, tok, r, 1)
+    monkeypatch.setattr(capture, "PASS_ROWS", 2)
+    passes = []
+    real = capture._one_pass
+    monkeypatch.setattr(capture, "_one_pass", lambda m, rows, *a: passes.append(len(rows)) or real(m, rows, *a))
+    K2, H2 = rome_mod.compute_keys(model, tok, r, hp), subject_hidden(model, tok, r, 1)
+    assert max(passes) == 2 and len(passes) > 3
+    torch.testing.assert_close(K2, K1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(H2, H1, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(K2[0], K2[1])
+
+
 def test_sequential_delta_is_the_chain_of_rank_one_updates():
     """sequential_delta solves C once for every key; the result is rank_one_delta applied
     row after row against the updated W (each solving C itself), to float64 rounding, and

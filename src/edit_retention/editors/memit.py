@@ -32,9 +32,10 @@ from typing import Callable, ClassVar
 import torch
 
 from ..io import InputError
-from ..models import arch_of, check_layers, get_module, mlp_out_name, mlp_out_weight
+from ..models import arch_of, check_layers, mlp_out_name, mlp_out_weight
 from . import rome
-from .base import EditError, EditResult, apply_deltas, begin_edit, encode_row, frozen_eval, pad_rows
+from .base import EditError, EditResult, apply_deltas, begin_edit, encode_row
+from .capture import subject_activations
 from .memit_math import memit_delta
 
 log = logging.getLogger(__name__)
@@ -91,34 +92,12 @@ def target_hparams(hp: TargetHparams, layer: int) -> rome.RomeHparams:
                             precision=hp.precision)
 
 
-class _Stop(Exception):
-    pass
-
-
 @torch.no_grad()
 def subject_hidden(model, tok, requests: list[dict], layer: int) -> torch.Tensor:
     """Block ``layer``'s output (the residual stream) at the subject's last token of each
     request's unprefixed prompt, float64 (n, d_model)."""
     rows = [encode_row(tok, r["prompt"], r["subject"], None, i) for i, r in enumerate(requests)]
-    device = next(model.parameters()).device
-    ids, mask = pad_rows(rows, tok.pad_token_id, device)
-    got = {}
-
-    def hook(_m, _inputs, out):
-        h = out[0] if isinstance(out, tuple) else out
-        got["h"] = h[torch.arange(len(rows), device=device),
-                     torch.tensor([r.subj for r in rows], device=device)].to(torch.float64)
-        raise _Stop
-
-    handle = get_module(model, f"{arch_of(model).layers}.{layer}").register_forward_hook(hook)
-    try:
-        with frozen_eval(model):
-            model(input_ids=ids, attention_mask=mask, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    return got["h"]
+    return subject_activations(model, rows, tok.pad_token_id, f"{arch_of(model).layers}.{layer}", "output")
 
 
 def compute_targets(model, tok, requests: list[dict], hp: TargetHparams) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:

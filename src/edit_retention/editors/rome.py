@@ -34,6 +34,7 @@ from ..io import InputError
 from ..models import arch_of, autocast, check_layers, check_precision, get_module, mlp_out_name, mlp_out_weight
 from .base import (EditError, EditResult, Row, begin_edit, encode_row, frozen_eval, pad_rows,
                    row_target_logprob)
+from .capture import subject_activations
 from .rome_math import joint_delta, sequential_delta
 
 log = logging.getLogger(__name__)
@@ -99,35 +100,14 @@ def prefixes(hp: RomeHparams) -> list[str]:
     return [""] + PREFIXES[:hp.n_prefixes]
 
 
-class _Stop(Exception):
-    pass
-
-
-@torch.no_grad()
 def compute_keys(model, tok, requests: list[dict], hp: RomeHparams) -> torch.Tensor:
     """k* per request, float64 (n, d_in): mean key at the subject's last token over prefixes."""
     rows = [encode_row(tok, r["prompt"], r["subject"], None, i, p)
             for i, r in enumerate(requests) for p in prefixes(hp)]
-    device = next(model.parameters()).device
-    ids, mask = pad_rows(rows, tok.pad_token_id, device)
-    got = {}
-
-    def hook(_m, inputs):
-        got["k"] = inputs[0][torch.arange(len(rows), device=device),
-                             torch.tensor([r.subj for r in rows], device=device)].to(torch.float64)
-        raise _Stop
-
-    h = get_module(model, arch_of(model).mlp_out.format(hp.layer)).register_forward_pre_hook(hook)
-    try:
-        with frozen_eval(model):
-            model(input_ids=ids, attention_mask=mask, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        h.remove()
-    req = torch.tensor([r.req for r in rows], device=device)
-    K = torch.zeros(len(requests), got["k"].shape[1], dtype=torch.float64, device=device)
-    K.index_add_(0, req, got["k"])
+    keys = subject_activations(model, rows, tok.pad_token_id, arch_of(model).mlp_out.format(hp.layer), "input")
+    req = torch.tensor([r.req for r in rows], device=keys.device)
+    K = torch.zeros(len(requests), keys.shape[1], dtype=torch.float64, device=keys.device)
+    K.index_add_(0, req, keys)
     return K / torch.bincount(req, minlength=len(requests))[:, None]
 
 
