@@ -537,9 +537,10 @@ def test_realdata_config_is_valid_and_names_files_under_the_data_root(realdata):
         check_source_files(realdata, where="realdata.yaml")
     assert realdata["data_root"] == "../shared/datasets"
     assert {f: s["source"]["type"] for f, s in realdata["facts"].items() if f != "builtin"} == {
-        "counterfact-easyedit": "counterfact_easyedit", "counterfact": "counterfact", "zsre": "zsre"}
+        "counterfact-easyedit": "counterfact_easyedit", "counterfact": "counterfact", "zsre": "zsre",
+        "trex": "pararel", "knowedit": "knowedit"}
     assert realdata["grid"]["facts"] == "counterfact-easyedit"
-    for name in ("counterfact-easyedit", "counterfact", "zsre"):
+    for name in ("counterfact-easyedit", "counterfact", "zsre", "trex", "knowedit"):
         assert realdata["facts"][name]["source"]["path"].startswith("${data_root}/")
     broken = copy.deepcopy(realdata)
     del broken["data_root"]
