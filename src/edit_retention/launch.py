@@ -18,7 +18,7 @@ import importlib.util
 from .editors.regimes import PER_GROUP
 from .finetune import FinetuneArgs
 from .io import InputError
-from .ranks import STRATEGY_ENV
+from .ranks import DEEPSPEED_HINT, STRATEGY_ENV
 
 
 def launch_command(launch: dict) -> str:
@@ -50,9 +50,8 @@ def check_launch(config: dict, tasks, where: str) -> None:
                 raise InputError(f"{where}: launch.strategy {strategy} shards full fine-tuning, but remedy {name!r} "
                                  f"uses {kind}; its adapters are small: use strategy ddp")
         if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
-            raise InputError(f"{where}: launch.strategy deepspeed needs DeepSpeed, which is not installed here: "
-                             "pip install --no-build-isolation -r requirements-deepspeed.txt, or put the .deepspeed folder "
-                             "that scripts/setup.sh fills on PYTHONPATH (or use strategy fsdp)")
+            raise InputError(f"{where}: launch.strategy deepspeed needs DeepSpeed, which is not installed here; "
+                             f"{DEEPSPEED_HINT} (or use strategy fsdp)")
     if n == 1:
         return
     regime = config["edit"]["regime"]

@@ -68,6 +68,8 @@ def digest(*tensors) -> str:
 
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
 STRATEGY_ENV = "EDIT_RETENTION_STRATEGY"
+DEEPSPEED_HINT = ("it is an optional install: pip install --no-build-isolation -r requirements-deepspeed.txt, "
+                  "or put the .deepspeed folder that scripts/setup.sh fills on PYTHONPATH")
 
 
 class Solo:
@@ -258,9 +260,7 @@ class Zero(Sharded):
             import deepspeed  # noqa: F401
         except ImportError as err:
             from .io import InputError
-            raise InputError("finetune: launch.strategy deepspeed needs DeepSpeed, an optional install: "
-                             "pip install --no-build-isolation -r requirements-deepspeed.txt, or put the "
-                             ".deepspeed folder that scripts/setup.sh fills on PYTHONPATH") from err
+            raise InputError(f"finetune: launch.strategy deepspeed needs DeepSpeed: {DEEPSPEED_HINT}") from err
         super().__init__(cpu)
         self.engine = None
 

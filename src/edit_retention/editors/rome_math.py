@@ -27,23 +27,25 @@ def _solve_c(C: torch.Tensor | None, X: torch.Tensor) -> torch.Tensor:
                          "tokens than the key dimension") from e
 
 
-def rank_one_delta(W: torch.Tensor, k: torch.Tensor, v: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
+def rank_one_delta(W: torch.Tensor, k: torch.Tensor, v: torch.Tensor, C: torch.Tensor | None,
+                   u: torch.Tensor | None = None) -> torch.Tensor:
+    """``u``: C^-1 k when the caller has it already (it does not depend on W)."""
     W, k, v = W.to(torch.float64), k.to(torch.float64), v.to(torch.float64)
-    u = _solve_c(C, k[:, None])[:, 0]
+    if u is None:
+        u = _solve_c(C, k[:, None])[:, 0]
     return torch.outer(v - W @ k, u) / (u @ k)
 
 
 def sequential_delta(W: torch.Tensor, K: torch.Tensor, V: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
     """``rank_one_delta`` applied row after row, each against the updated W. u_i = C^-1 k_i
     does not depend on W, so C is solved once for every key (one d_in x d_in solve with n
-    right-hand sides instead of n solves: 0.1 s per fact -> ~1 ms on SmolLM2's d_in 1536,
-    README "Scale")."""
+    right-hand sides instead of n solves: 0.10 s -> 1.6 ms per fact at 1,024 facts on SmolLM2's
+    d_in 1536, README "Edit cost against the number of facts")."""
     W0 = W.to(torch.float64)
-    K, V = K.to(torch.float64), V.to(torch.float64)
-    U = _solve_c(C, K.T).T                    # (n, d_in), row i = C^-1 k_i
+    U = _solve_c(C, K.to(torch.float64).T).T   # (n, d_in), row i = C^-1 k_i
     cur = W0.clone()
     for k, v, u in zip(K, V, U):
-        cur += torch.outer(v - cur @ k, u) / (u @ k)
+        cur += rank_one_delta(cur, k, v, C, u)
     return cur - W0
 
 
