@@ -152,6 +152,19 @@ def test_claims_table_finds_cells_by_definition(grid):
     assert list(again[again.primary].verdict) == list(claims[claims.primary].verdict)
 
 
+@pytest.mark.parametrize("freeze", ["above_edited", "below_edited", "non_edited"])
+def test_reference_block_ranges_count_as_freezing_the_edit(grid, freeze):
+    """The reference study freezes by training a contiguous block range (SEED_PROTOCOL):
+    training only the blocks above (or below) the edit leaves the edited layer untouched, so
+    C3 compares it with no freezing and F1 measures its forgetting, like freezing the layer."""
+    cells = grid.cells.assign(freeze=grid.cells.freeze.replace({"edited": freeze}))
+    claims = evaluate_claims(grid.units, cells, n_boot=50, n_perm=50)
+    primary = claims[claims.primary & (claims.protocol == "probability")].set_index("claim")
+    assert primary.loc["C3", "contrast"] == f"freeze={freeze} vs none"
+    assert primary.loc["C3", "verdict"] == "supports"          # 70% kept vs 30% without freezing
+    assert primary.loc["F1", "verdict"] != NOT_IN_GRID and primary.loc["F1", "effect"] > 0
+
+
 def test_claims_absent_from_grid(grid):
     keep = grid.cells.remedy.isin(["none"])
     claims = evaluate_claims(grid.units[grid.units.remedy == "none"], grid.cells[keep], n_boot=50, n_perm=50)

@@ -26,8 +26,10 @@ from .io import InputError
 FREEZE_NAMED = ("none", "edited", "non_edited", "only_edited", "above_edited", "below_edited")
 FREEZE_PATTERN = re.compile(r"^layers:(\d+(-\d+)?)(,\d+(-\d+)?)*$")
 TRAIN_PATTERN = re.compile(r"^train:(\d+)-(\d+|end)$")
-# Strategies under which only the non-edited layers train (claims C3 and F1).
-TRAINS_NON_EDITED_ONLY = ("edited", "non_edited")
+# Strategies under which only the non-edited layers train (claims C3 and F1), the reference
+# study's contiguous block ranges included. A `layers:`/`train:` spec is not here: whether it
+# leaves the edit untouched depends on the editor's layers, which cells.csv does not carry.
+TRAINS_NON_EDITED_ONLY = ("edited", "non_edited", "above_edited", "below_edited")
 
 
 def check_freeze(spec, where: str = "freeze") -> str:
