@@ -300,6 +300,25 @@ def test_killed_run_reruns_to_identical_results(repo):
     assert not list((repo / "data").glob("**/*.tmp*"))
 
 
+def test_one_core_runs_every_fine_tuning_before_health_and_edited_scores(repo):
+    """Scheduling (issue 16 item 6): with one free core and the edits done, Snakemake starts
+    the fine-tunings (the critical path; rule priority) before edit_health and
+    evaluate_edited, which only the summary waits for. Without the priority the four ready
+    jobs start in an arbitrary order (three runs here gave three different orders), so this
+    fails 5 times in 6 without it. Snakemake's own log gives the order the jobs started in."""
+    targets = ["data/edits/tiny-llama/builtin-small/rome/k0.health.json",
+               "data/scores/tiny-llama/builtin-small/edited/rome/k0.jsonl",
+               *[f"data/finetuned/tiny-llama/builtin-small/rome/{r}/text/s0/metrics.json" for r in ("none", "freeze")]]
+    before = {f: (repo / f).read_bytes() for f in targets}
+    out = run(["snakemake", "--cores", "1", "--forcerun", "finetune", "edit_health", "evaluate_edited", "--",
+               *targets], repo)
+    started = re.findall(r"^\s*(?:local)?rule (\w+):", out.stdout + out.stderr, re.M)
+    assert sorted(started) == ["edit_health", "evaluate_edited", "finetune", "finetune"], started
+    assert started[:2] == ["finetune", "finetune"], started
+    for f, data in before.items():
+        assert (repo / f).read_bytes() == data, f
+
+
 def test_single_regime_end_to_end(repo):
     """A fresh model per fact: one delta set per fact, scored per fact, fine-tuned per fact."""
     (repo / "single.yaml").write_text("edit: {regime: single, batch_size: 0}\n")

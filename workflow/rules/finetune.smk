@@ -57,6 +57,10 @@ rule finetune:
         batch_size=config["evaluate"]["batch_size"],
         generation_tokens=config["evaluate"].get("generation_tokens", 50),
     threads: 1
+    # Fine-tuning is the study's critical path (README "Results of the default study"): when
+    # the edits are done, start every fine-tuning before edit_health and evaluate_edited,
+    # which only the summary waits for.
+    priority: 10
     resources:
         mem_mb=job_mem_mb,
     log:
