@@ -69,7 +69,7 @@ def test_bad_config_names_the_key(cfg, mutate, message):
 
 
 
-@pytest.mark.parametrize("name", ["smoke", "finetune_suite", "realdata", "paper", "decay", "editors", "elasticity", "dose", "freezing"])
+@pytest.mark.parametrize("name", ["smoke", "finetune_suite", "realdata", "paper", "decay", "editors", "elasticity", "dose", "freezing", "decisive"])
 def test_named_configs_are_valid(cfg, name):
     named = yaml.safe_load((ROOT / f"workflow/config/{name}.yaml").read_text())
     check_study(deep_merge(cfg, named), where=f"{name}.yaml")
