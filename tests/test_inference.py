@@ -43,6 +43,19 @@ def test_all_equal_outcomes_do_not_give_a_zero_width_interval():
     assert est["ci_high"] == 1.0 and est["ci_low"] < 0.75      # Wilson for 10/10: [0.72, 1]
 
 
+@pytest.mark.parametrize("metric", ["retention_rewrite@first_token", "retention_rewrite@generation_contains",
+                                    "efr@first_token", "rewrite_success@generation_contains"])
+def test_every_protocol_gets_the_wilson_floor(metric):
+    """A share scored under first_token or generation_contains is as much a count as under
+    the probability test: 9 of 10 must not get a narrower interval than Wilson's."""
+    u = pd.DataFrame({"case_id": list("abcdefghij"), "relation": list("ababababab"), "seed": 0,
+                      "num": [1.0] * 9 + [0.0], "den": 1.0})
+    est = group_estimate(u, metric, n_boot=200)
+    base = group_estimate(u, metric.split("@")[0], n_boot=200)
+    assert (est["ci_low"], est["ci_high"]) == (base["ci_low"], base["ci_high"])
+    assert est["ci_low"] < 0.6                                 # Wilson for 9/10: [0.60, 0.98]
+
+
 def test_no_fact_gives_nan_not_zero():
     u = pd.DataFrame({"case_id": ["a"], "relation": ["r"], "seed": [0], "num": [0.0], "den": [0.0]})
     est = group_estimate(u, "retention_rewrite", n_boot=50)

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from .protocols import split_metric
 
 N_BOOT = 1000
 ALPHA = 0.05
@@ -122,7 +123,7 @@ def group_estimate(units: pd.DataFrame, metric: str, n_boot: int = N_BOOT, seed:
             w = unit_weights(rng, facts, strata, seeds, len(seed_cats), min(250, n_boot - start))
             reps.append((w @ num) / (w @ den))
         lo, hi = percentile_ci(transform(metric, np.concatenate(reps)))
-        if metric in COUNT_METRICS and 0 <= num.sum() <= den.sum():
+        if split_metric(metric)[0] in COUNT_METRICS and 0 <= num.sum() <= den.sum():   # every protocol
             wl, wh = M.wilson_ci(float(num.sum()), int(round(den.sum())))
             lo, hi = min(lo, wl), max(hi, wh)
     out["ci_low"], out["ci_high"] = lo, hi
