@@ -135,3 +135,22 @@ def test_figure_7_puts_each_protocol_on_a_log_token_axis(tables):
     assert list(lines[(3, "intrinsic")].get_ydata()) == pytest.approx(values(gen, "intrinsic"))
     assert list(lines[(0, "intrinsic")].get_ydata()) != list(lines[(3, "intrinsic")].get_ydata())
     assert "not in this grid" in _texts(build("retention_vs_tokens", cells.drop(columns="tokens")))
+
+
+def test_freezing_labels_do_not_overlap_with_the_reference_block_ranges(tables):
+    """Four freezing strategies with long names (the freezing experiment's grid): every tick
+    label of the retention and score panels stays clear of its neighbours."""
+    import pandas as pd
+
+    cells = tables[0].cells
+    frozen = cells[cells.freeze == "edited"]
+    more = [frozen.assign(freeze=f, remedy=f"freeze-{f}") for f in ("above_edited", "below_edited")]
+    fig = build("freezing", pd.concat([cells, *more], ignore_index=True))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for ax in fig.axes[:2]:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert len(boxes) == 8                                   # 2 editors x 4 strategies
+        boxes.sort(key=lambda b: b.x0)
+        assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(round(b.x0), round(b.x1)) for b in boxes]

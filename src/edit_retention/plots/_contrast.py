@@ -18,7 +18,9 @@ def build(cells, title: str, trait: str, fixed: dict, what: str):
         return style.not_in_grid(title, f"fewer than 2 {what} with paraphrase_k 0 (have {values})")
     score_name, score = style.task_score(sub_cells)
     panels = style.facets(sel)
-    fig, axes = style.grid(len(panels), 2, width=max(3.4, 0.9 * len(values) * sel.editor.nunique() + 1.2))
+    # Each bar group is as wide as its "trait=value" label needs (~0.07 in per character).
+    per_group = max(0.9, 0.07 * max(len(f"{trait}={v}") for v in values) + 0.1)
+    fig, axes = style.grid(len(panels), 2, width=max(3.4, per_group * len(values) * sel.editor.nunique() + 1.2))
     for r, (title_, sub) in enumerate(panels):
         label = lambda e, v: f"{e}\n{trait}={v}"
         groups = list(dict.fromkeys(label(e, v) for e, v in zip(sub.editor, sub[trait])))
