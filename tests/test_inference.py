@@ -178,6 +178,23 @@ def test_reference_block_ranges_count_as_freezing_the_edit(grid, freeze):
     assert primary.loc["F1", "verdict"] != NOT_IN_GRID and primary.loc["F1", "effect"] > 0
 
 
+def test_forgetting_under_each_freezing_strategy_is_its_own_row(grid):
+    """F1 is not pooled over strategies: training only the blocks above the edit pins the
+    blocks below it too, so its forgetting rate is a different quantity from the follow-up's
+    (edited layers frozen, every other block trains), which stays the primary row."""
+    cells, units = grid.cells, grid.units
+    frozen_c, frozen_u = cells[cells.freeze == "edited"], units[units.remedy == "freeze"]
+    cells2 = pd.concat([cells, frozen_c.assign(freeze="above_edited", remedy="above")], ignore_index=True)
+    keep_all = frozen_u.assign(remedy="above", num=np.where(frozen_u.metric.str.startswith("efr"), 0.0, frozen_u.num))
+    claims = evaluate_claims(pd.concat([units, keep_all], ignore_index=True), cells2, n_boot=50, n_perm=50)
+    f1 = claims[(claims.claim == "F1") & (claims.scope == "all") & (claims.protocol == "probability")]
+    assert list(f1.contrast) == ["EFR of edits with only non-edited layers trained (freeze=edited)",
+                                 "EFR of edits with only non-edited layers trained (freeze=above_edited)"]
+    assert list(f1.primary) == [True, False]
+    edited, above = f1.iloc[0], f1.iloc[1]
+    assert edited.effect > 0 and above.effect == 0 and edited.n_a == above.n_a   # one remedy's facts each
+
+
 def test_claims_absent_from_grid(grid):
     keep = grid.cells.remedy.isin(["none"])
     claims = evaluate_claims(grid.units[grid.units.remedy == "none"], grid.cells[keep], n_boot=50, n_perm=50)

@@ -14,8 +14,9 @@ baseline remedy is paraphrase_k 0, freeze "none", method "full".
         freeze and method); effect = retention(k) - retention(0). Primary row: largest k.
     C3  freeze in ``freezing.TRAINS_NON_EDITED_ONLY`` vs freeze "none", same k and method;
         effect = retention(frozen) - retention(none).
-    F1  in the frozen cells of C3: edit forgetting rate (one-sample); supports when its
-        CI lies above 0, contradicts when it lies below ``margin``.
+    F1  in the frozen cells of C3: edit forgetting rate (one-sample), one row per freezing
+        strategy (primary: freeze edited/non_edited, the follow-up's reading); supports when
+        its CI lies above 0, contradicts when it lies below ``margin``.
     F2  method "lora" vs "full", same k and freeze; effect = retention(lora) - retention(full).
 
 Each claim has one pooled row (scope "all": strata are model/editor/task/relation) and
@@ -204,21 +205,31 @@ def freezing_helps(claim, s: Study) -> list[dict]:
 
 
 def frozen_still_forgets(claim, s: Study) -> list[dict]:
-    """F1: edit forgetting rate when only the non-edited layers train (one-sample)."""
+    """F1: edit forgetting rate when only the non-edited layers train (one-sample), one row
+    per freezing strategy: the follow-up's reading (the edited layers frozen, every other
+    block trains) is the primary row when the grid has it; the reference study's block
+    ranges are rows of their own, never pooled with it (they pin other blocks too)."""
     frozen = s.rt[s.rt.freeze.isin(TRAINS_NON_EDITED_ONLY)]
     if frozen.empty:
         return [_row(claim, "all", "", True, None, NOT_IN_GRID, "no remedy training only non-edited layers")]
-    parts, sub_rows = [], []
-    for scope in _scopes(frozen):
-        rems = _in_scope(frozen, scope)
-        u = _units_for(s, "edited", metric="efr", remedies=list(rems), scope=scope)
-        parts.append(u)
-        c = one_sample(u, "efr", s.n_boot, s.seed, ("F1", scope))
-        sub_rows.append(_row(claim, "/".join(scope), "EFR of edits (" + ",".join(rems) + ")", False, c,
-                             verdict(c, 1, s.margin, one_sample_=True)))
-    c = one_sample(pd.concat(parts), "efr", s.n_boot, s.seed, ("F1", "all"))
-    return [_row(claim, "all", "EFR of edits with only non-edited layers trained", True, c,
-                 verdict(c, 1, s.margin, one_sample_=True))] + sub_rows
+    strategies = list(dict.fromkeys(frozen.freeze))
+    follow_up = [f for f in strategies if f in ("edited", "non_edited")]
+    primary = follow_up[0] if follow_up else strategies[-1]
+    rows = []
+    for strategy in strategies:
+        part = frozen[frozen.freeze == strategy]
+        parts, sub_rows = [], []
+        for scope in _scopes(part):
+            rems = _in_scope(part, scope)
+            u = _units_for(s, "edited", metric="efr", remedies=list(rems), scope=scope)
+            parts.append(u)
+            c = one_sample(u, "efr", s.n_boot, s.seed, ("F1", scope))
+            sub_rows.append(_row(claim, "/".join(scope), "EFR of edits (" + ",".join(rems) + ")", False, c,
+                                 verdict(c, 1, s.margin, one_sample_=True)))
+        c = one_sample(pd.concat(parts), "efr", s.n_boot, s.seed, ("F1", "all"))
+        rows += [_row(claim, "all", f"EFR of edits with only non-edited layers trained (freeze={strategy})",
+                      strategy == primary, c, verdict(c, 1, s.margin, one_sample_=True))] + sub_rows
+    return rows
 
 
 def lora_erases_less(claim, s: Study) -> list[dict]:
